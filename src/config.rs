@@ -1,0 +1,329 @@
+//! Settings: `config.toml` (every key documented there with its default), overridden by
+//! `PIXIE__SECTION__KEY` environment variables. Secrets are never read from here: they come
+//! from the environment only (`CLERK_SECRET_KEY`, …).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::db::DbSettings;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub auth: AuthConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub bind: SocketAddr,
+    pub data_dir: PathBuf,
+    /// HTTP worker threads; 0 = one per CPU core.
+    pub workers: usize,
+    pub max_body_bytes: usize,
+    /// How long in-flight requests may run on after a shutdown signal.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("data"),
+            workers: 0,
+            max_body_bytes: 1024 * 1024,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub create_if_missing: bool,
+    pub pool_size: u32,
+    pub connect_timeout_secs: u64,
+    pub acquire_timeout_secs: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: "postgres://postgres@localhost:5432/pixie".into(),
+            create_if_missing: true,
+            pool_size: 16,
+            connect_timeout_secs: 5,
+            acquire_timeout_secs: 5,
+        }
+    }
+}
+
+impl DatabaseConfig {
+    pub fn settings(&self) -> DbSettings {
+        DbSettings {
+            url: self.url.clone(),
+            create_if_missing: self.create_if_missing,
+            pool_size: self.pool_size,
+            connect_timeout: Duration::from_secs(self.connect_timeout_secs),
+            acquire_timeout: Duration::from_secs(self.acquire_timeout_secs),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    #[default]
+    Dev,
+    Clerk,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    pub mode: AuthMode,
+    pub clerk: ClerkConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClerkConfig {
+    /// PEM public key (networkless verification); unset = Clerk's JWKS.
+    pub jwt_key: Option<String>,
+    /// Allowed `azp` values; empty = not checked.
+    pub authorized_parties: Vec<String>,
+    /// Clerk's Backend API, where the JWKS is fetched (`{api_url}/v1/jwks`).
+    pub api_url: String,
+    pub jwks_cache_secs: u64,
+    /// A token with an unknown `kid` refreshes the JWKS at most this often.
+    pub jwks_min_refresh_secs: u64,
+}
+
+impl Default for ClerkConfig {
+    fn default() -> Self {
+        Self {
+            jwt_key: None,
+            authorized_parties: Vec::new(),
+            api_url: "https://api.clerk.com".into(),
+            jwks_cache_secs: 3600,
+            jwks_min_refresh_secs: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A tracing filter, e.g. `info` or `pixie=debug,info`; `RUST_LOG` overrides it.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// Where the configuration comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A path the operator named: it must exist.
+    Explicit(PathBuf),
+    /// `./config.toml` if present, else the built-in defaults.
+    Default,
+}
+
+impl Config {
+    /// Loads and validates the configuration. Errors name the offending key.
+    pub fn load(source: &Source) -> anyhow::Result<Self> {
+        Self::load_with_env(source, Env::prefixed("PIXIE__").split("__"))
+    }
+
+    fn load_with_env(source: &Source, env: Env) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match source {
+            Source::Explicit(path) => {
+                if !path.is_file() {
+                    anyhow::bail!("config file {} does not exist", path.display());
+                }
+                figment = figment.merge(Toml::file_exact(path));
+            }
+            Source::Default => {
+                let path = Path::new("config.toml");
+                if path.is_file() {
+                    figment = figment.merge(Toml::file_exact(path));
+                }
+            }
+        }
+        let config: Config = figment
+            .merge(env)
+            .extract()
+            .map_err(|e| anyhow::anyhow!(describe(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what types alone cannot.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let mut problems = Vec::new();
+        if self.server.max_body_bytes < 1024 {
+            problems.push("server.max_body_bytes must be at least 1024".to_owned());
+        }
+        if self.database.pool_size == 0 {
+            problems.push("database.pool_size must be at least 1".to_owned());
+        }
+        if self.database.url.trim().is_empty() {
+            problems.push("database.url must not be empty".to_owned());
+        }
+        if self.database.connect_timeout_secs == 0 || self.database.acquire_timeout_secs == 0 {
+            problems.push(
+                "database.connect_timeout_secs and database.acquire_timeout_secs must be at least 1"
+                    .to_owned(),
+            );
+        }
+        if self.auth.mode == AuthMode::Dev && !self.server.bind.ip().is_loopback() {
+            problems.push(format!(
+                "auth.mode = \"dev\" is refused with server.bind = {} (not a loopback address): \
+                 dev tokens let anyone act as any user; use auth.mode = \"clerk\"",
+                self.server.bind
+            ));
+        }
+        if self.auth.mode == AuthMode::Clerk
+            && !self.auth.clerk.api_url.starts_with("https://")
+            && !self.auth.clerk.api_url.starts_with("http://")
+        {
+            problems.push("auth.clerk.api_url must be an http(s) URL".to_owned());
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            problems.push(format!("log.level is not a valid filter: {e}"));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            anyhow::bail!(problems.join("\n"))
+        }
+    }
+}
+
+/// Figment's error, one line per problem, each naming its key.
+fn describe(error: figment::Error) -> String {
+    error
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let kind = e.kind.to_string();
+            if key.is_empty() {
+                kind
+            } else {
+                format!("{key}: {kind}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml: &str, env: &[(&str, &str)]) -> anyhow::Result<Config> {
+        let dir = std::env::temp_dir().join(format!("pixie-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("config.toml");
+        std::fs::write(&path, toml)?;
+        let prefix = format!("PIXIE_T{}__", uuid::Uuid::new_v4().simple());
+        for (key, value) in env {
+            // SAFETY: each test uses its own unique variable names.
+            unsafe { std::env::set_var(format!("{prefix}{key}"), value) };
+        }
+        let result =
+            Config::load_with_env(&Source::Explicit(path), Env::prefixed(&prefix).split("__"));
+        std::fs::remove_dir_all(&dir)?;
+        result
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = load("", &[]).unwrap();
+        assert_eq!(c.server.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.auth.mode, AuthMode::Dev);
+    }
+
+    #[test]
+    fn the_shipped_config_toml_is_the_defaults() {
+        let shipped: Config = Figment::from(Toml::file_exact(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config.toml"
+        )))
+        .extract()
+        .unwrap();
+        assert_eq!(
+            serde_json::to_value(&shipped).unwrap(),
+            serde_json::to_value(Config::default()).unwrap()
+        );
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let c = load(
+            "[server]\nbind = \"127.0.0.1:1\"\n",
+            &[
+                ("SERVER__BIND", "127.0.0.1:9999"),
+                ("DATABASE__POOL_SIZE", "3"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.server.bind.port(), 9999);
+        assert_eq!(c.database.pool_size, 3);
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let err = load("", &[("SERVER__BIND", "nowhere")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.bind"), "{err}");
+        let err = load("[database]\npool_size = \"many\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("database.pool_size"), "{err}");
+        let err = load("[server]\nbnid = \"x\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bnid"), "{err}");
+        let err = load("[auth]\nmode = \"none\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("auth.mode"), "{err}");
+    }
+
+    #[test]
+    fn dev_mode_refuses_public_bind() {
+        let err = load("[server]\nbind = \"0.0.0.0:8080\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("auth.mode"), "{err}");
+        assert!(load("[server]\nbind = \"[::1]:8080\"\n", &[]).is_ok());
+    }
+}

@@ -1,0 +1,670 @@
+//! The domain's storage ports over PostgreSQL. Every query filters on the user; every write of
+//! an indexed entity adds its vector-outbox row in the same transaction.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use diesel::pg::PgConnection;
+use diesel::prelude::*;
+use uuid::Uuid;
+
+use super::models::{
+    ConversationRow, EventRow, MemoryRow, MessageRow, NewOutboxRow, TaskRow, UserRow,
+};
+use super::schema::{conversations, events, memories, messages, tasks, users, vector_outbox};
+use super::{DbError, PgStore};
+use crate::domain::conversation::{Conversation, ConversationQuery, Message, MessageQuery};
+use crate::domain::event::{Event, EventRange};
+use crate::domain::memory::{Memory, MemoryQuery};
+use crate::domain::page::PageRequest;
+use crate::domain::ports::{
+    ConversationRepository, EventRepository, MemoryRepository, Mutation, TaskRepository,
+    UserRepository,
+};
+use crate::domain::task::{Task, TaskQuery};
+use crate::domain::user::User;
+use crate::domain::{DomainError, DomainResult, UserId};
+
+type DbResult<T> = Result<T, DbError>;
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Task,
+    Event,
+    Memory,
+    Message,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Task => "task",
+            Self::Event => "event",
+            Self::Memory => "memory",
+            Self::Message => "message",
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Op {
+    Upsert,
+    Delete,
+}
+
+impl Op {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Upsert => "upsert",
+            Self::Delete => "delete",
+        }
+    }
+}
+
+/// Queues a change of an indexed entity for the vector index.
+fn outbox(conn: &mut PgConnection, user: &str, kind: Kind, id: Uuid, op: Op) -> DbResult<()> {
+    diesel::insert_into(vector_outbox::table)
+        .values(NewOutboxRow {
+            user_id: user,
+            entity_kind: kind.as_str(),
+            entity_id: Some(id),
+            op: op.as_str(),
+        })
+        .execute(conn)?;
+    Ok(())
+}
+
+fn ensure_user(conn: &mut PgConnection, user: &str) -> DbResult<()> {
+    diesel::insert_into(users::table)
+        .values(users::id.eq(user))
+        .on_conflict_do_nothing()
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Runs a write in a transaction. When it fails because the user has no row (first write, or
+/// a write racing an erasure on another instance), creates the row and tries once more.
+fn write_as<T>(
+    conn: &mut PgConnection,
+    user: &str,
+    mut write: impl FnMut(&mut PgConnection) -> DbResult<T>,
+) -> DbResult<T> {
+    match conn.transaction(&mut write) {
+        Err(e) if e.is_missing_user() => conn.transaction(|conn| {
+            ensure_user(conn, user)?;
+            write(conn)
+        }),
+        other => other,
+    }
+}
+
+fn owned(user: &UserId) -> String {
+    user.as_str().to_owned()
+}
+
+#[async_trait]
+impl UserRepository for PgStore {
+    async fn ensure(&self, user: &UserId) -> DomainResult<User> {
+        let user = owned(user);
+        self.run(move |conn| {
+            ensure_user(conn, &user)?;
+            let row: UserRow = users::table
+                .find(&user)
+                .select(UserRow::as_select())
+                .first(conn)?;
+            Ok(User::try_from(row)?)
+        })
+        .await
+    }
+
+    async fn erase(&self, user: &UserId) -> DomainResult<bool> {
+        let user = owned(user);
+        self.run(move |conn| {
+            conn.transaction(|conn| {
+                // Pending index work for this user is moot: one row drops all their vectors.
+                diesel::delete(vector_outbox::table.filter(vector_outbox::user_id.eq(&user)))
+                    .execute(conn)?;
+                diesel::insert_into(vector_outbox::table)
+                    .values(NewOutboxRow {
+                        user_id: &user,
+                        entity_kind: "user",
+                        entity_id: None,
+                        op: Op::Delete.as_str(),
+                    })
+                    .execute(conn)?;
+                let deleted = diesel::delete(users::table.find(&user)).execute(conn)?;
+                Ok(deleted > 0)
+            })
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl TaskRepository for PgStore {
+    async fn insert(&self, user: &UserId, task: &Task) -> DomainResult<()> {
+        let row = TaskRow::new(user, task);
+        self.run(move |conn| {
+            write_as(conn, &row.user_id.clone(), |conn| {
+                diesel::insert_into(tasks::table)
+                    .values(&row)
+                    .execute(conn)?;
+                outbox(conn, &row.user_id, Kind::Task, row.id, Op::Upsert)
+            })
+        })
+        .await
+    }
+
+    async fn get(&self, user: &UserId, id: Uuid) -> DomainResult<Option<Task>> {
+        let user = owned(user);
+        self.run(move |conn| {
+            let row = tasks::table
+                .filter(tasks::id.eq(id).and(tasks::user_id.eq(&user)))
+                .select(TaskRow::as_select())
+                .first(conn)
+                .optional()?;
+            Ok(row.map(Task::try_from).transpose()?)
+        })
+        .await
+    }
+
+    async fn list(&self, user: &UserId, query: &TaskQuery) -> DomainResult<Vec<Task>> {
+        let user = owned(user);
+        let query = query.clone();
+        self.run(move |conn| {
+            let mut q = tasks::table
+                .filter(tasks::user_id.eq(user))
+                .select(TaskRow::as_select())
+                .into_boxed();
+            let f = query.filter;
+            if let Some(status) = f.status {
+                q = q.filter(tasks::status.eq(status.as_str()));
+            }
+            if let Some(project) = f.project {
+                q = q.filter(tasks::project.eq(project));
+            }
+            if let Some(before) = f.due_before {
+                q = q.filter(tasks::due_at.lt(before));
+            }
+            if let Some(after) = f.due_after {
+                q = q.filter(tasks::due_at.gt(after));
+            }
+            if let Some(c) = query.page.after {
+                q = q.filter(
+                    tasks::created_at
+                        .lt(c.at)
+                        .or(tasks::created_at.eq(c.at).and(tasks::id.lt(c.id))),
+                );
+            }
+            let rows: Vec<TaskRow> = q
+                .order((tasks::created_at.desc(), tasks::id.desc()))
+                .limit(query.page.fetch_limit())
+                .load(conn)?;
+            rows.into_iter()
+                .map(|r| Task::try_from(r).map_err(DbError::from))
+                .collect()
+        })
+        .await
+    }
+
+    async fn update(
+        &self,
+        user: &UserId,
+        id: Uuid,
+        change: Mutation<Task>,
+    ) -> DomainResult<Option<Task>> {
+        let user = owned(user);
+        self.run(move |conn| {
+            conn.transaction(|conn| {
+                let Some(row) = tasks::table
+                    .filter(tasks::id.eq(id).and(tasks::user_id.eq(&user)))
+                    .select(TaskRow::as_select())
+                    .for_update()
+                    .first(conn)
+                    .optional()?
+                else {
+                    return Ok(None);
+                };
+                let task = change(Task::try_from(row)?)?;
+                let user_id =
+                    UserId::parse(&user).map_err(|e| DomainError::Internal(anyhow::anyhow!(e)))?;
+                diesel::update(tasks::table.find(id))
+                    .set(&TaskRow::new(&user_id, &task))
+                    .execute(conn)?;
+                outbox(conn, &user, Kind::Task, id, Op::Upsert)?;
+                Ok(Some(task))
+            })
+        })
+        .await
+    }
+
+    async fn delete(&self, user: &UserId, id: Uuid) -> DomainResult<bool> {
+        let user = owned(user);
+        self.run(move |conn| {
+            conn.transaction(|conn| {
+                let n = diesel::delete(
+                    tasks::table.filter(tasks::id.eq(id).and(tasks::user_id.eq(&user))),
+                )
+                .execute(conn)?;
+                if n > 0 {
+                    outbox(conn, &user, Kind::Task, id, Op::Delete)?;
+                }
+                Ok(n > 0)
+            })
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl EventRepository for PgStore {
+    async fn insert(&self, user: &UserId, event: &Event) -> DomainResult<()> {
+        let row = EventRow::new(user, event);
+        self.run(move |conn| {
+            write_as(conn, &row.user_id.clone(), |conn| {
+                diesel::insert_into(events::table)
+                    .values(&row)
+                    .execute(conn)?;
+                outbox(conn, &row.user_id, Kind::Event, row.id, Op::Upsert)
+            })
+        })
+        .await
+    }
+
+    async fn get(&self, user: &UserId, id: Uuid) -> DomainResult<Option<Event>> {
+        let user = owned(user);
+        self.run(move |conn| {
+            let row = events::table
+                .filter(events::id.eq(id).and(events::user_id.eq(&user)))
+                .select(EventRow::as_select())
+                .first(conn)
+                .optional()?;
+            Ok(row.map(Event::from))
+        })
+        .await
+    }
+
+    async fn list(&self, user: &UserId, page: &PageRequest) -> DomainResult<Vec<Event>> {
+        let user = owned(user);
+        let page = *page;
+        self.run(move |conn| {
+            let mut q = events::table
+                .filter(events::user_id.eq(user))
+                .select(EventRow::as_select())
+                .into_boxed();
+            if let Some(c) = page.after {
+                q = q.filter(
+                    events::start_at
+                        .gt(c.at)
+                        .or(events::start_at.eq(c.at).and(events::id.gt(c.id))),
+                );
+            }
+            let rows: Vec<EventRow> = q
+                .order((events::start_at.asc(), events::id.asc()))
+                .limit(page.fetch_limit())
+                .load(conn)?;
+            Ok(rows.into_iter().map(Event::from).collect())
+        })
+        .await
+    }
+
+    async fn list_single_in_range(
+        &self,
+        user: &UserId,
+        range: &EventRange,
+        page: &PageRequest,
+    ) -> DomainResult<Vec<Event>> {
+        let user = owned(user);
+        let (range, page) = (*range, *page);
+        self.run(move |conn| {
+            let mut q = events::table
+                .filter(events::user_id.eq(user))
+                .filter(events::recurrence.is_null())
+                .filter(events::start_at.lt(range.to))
+                .filter(events::end_at.gt(range.from))
+                .select(EventRow::as_select())
+                .into_boxed();
+            if let Some(c) = page.after {
+                q = q.filter(
+                    events::start_at
+                        .gt(c.at)
+                        .or(events::start_at.eq(c.at).and(events::id.gt(c.id))),
+                );
+            }
+            let rows: Vec<EventRow> = q
+                .order((events::start_at.asc(), events::id.asc()))
+                .limit(page.fetch_limit())
+                .load(conn)?;
+            Ok(rows.into_iter().map(Event::from).collect())
+        })
+        .await
+    }
+
+    async fn list_series_starting_before(
+        &self,
+        user: &UserId,
+        before: DateTime<Utc>,
+        limit: i64,
+    ) -> DomainResult<Vec<Event>> {
+        let user = owned(user);
+        self.run(move |conn| {
+            let rows: Vec<EventRow> = events::table
+                .filter(events::user_id.eq(user))
+                .filter(events::recurrence.is_not_null())
+                .filter(events::start_at.lt(before))
+                .order((events::start_at.asc(), events::id.asc()))
+                .limit(limit)
+                .select(EventRow::as_select())
+                .load(conn)?;
+            Ok(rows.into_iter().map(Event::from).collect())
+        })
+        .await
+    }
+
+    async fn update(
+        &self,
+        user: &UserId,
+        id: Uuid,
+        change: Mutation<Event>,
+    ) -> DomainResult<Option<Event>> {
+        let user_id = user.clone();
+        self.run(move |conn| {
+            conn.transaction(|conn| {
+                let Some(row) = events::table
+                    .filter(events::id.eq(id).and(events::user_id.eq(user_id.as_str())))
+                    .select(EventRow::as_select())
+                    .for_update()
+                    .first(conn)
+                    .optional()?
+                else {
+                    return Ok(None);
+                };
+                let event = change(Event::from(row))?;
+                diesel::update(events::table.find(id))
+                    .set(&EventRow::new(&user_id, &event))
+                    .execute(conn)?;
+                outbox(conn, user_id.as_str(), Kind::Event, id, Op::Upsert)?;
+                Ok(Some(event))
+            })
+        })
+        .await
+    }
+
+    async fn delete(&self, user: &UserId, id: Uuid) -> DomainResult<bool> {
+        let user = owned(user);
+        self.run(move |conn| {
+            conn.transaction(|conn| {
+                let n = diesel::delete(
+                    events::table.filter(events::id.eq(id).and(events::user_id.eq(&user))),
+                )
+                .execute(conn)?;
+                if n > 0 {
+                    outbox(conn, &user, Kind::Event, id, Op::Delete)?;
+                }
+                Ok(n > 0)
+            })
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl MemoryRepository for PgStore {
+    async fn insert(&self, user: &UserId, memory: &Memory) -> DomainResult<()> {
+        let row = MemoryRow::new(user, memory);
+        self.run(move |conn| {
+            write_as(conn, &row.user_id.clone(), |conn| {
+                diesel::insert_into(memories::table)
+                    .values(&row)
+                    .execute(conn)?;
+                outbox(conn, &row.user_id, Kind::Memory, row.id, Op::Upsert)
+            })
+        })
+        .await
+    }
+
+    async fn list(&self, user: &UserId, query: &MemoryQuery) -> DomainResult<Vec<Memory>> {
+        let user = owned(user);
+        let page = query.page;
+        self.run(move |conn| {
+            let mut q = memories::table
+                .filter(memories::user_id.eq(user))
+                .select(MemoryRow::as_select())
+                .into_boxed();
+            if let Some(c) = page.after {
+                q = q.filter(
+                    memories::created_at
+                        .lt(c.at)
+                        .or(memories::created_at.eq(c.at).and(memories::id.lt(c.id))),
+                );
+            }
+            let rows: Vec<MemoryRow> = q
+                .order((memories::created_at.desc(), memories::id.desc()))
+                .limit(page.fetch_limit())
+                .load(conn)?;
+            rows.into_iter()
+                .map(|r| Memory::try_from(r).map_err(DbError::from))
+                .collect()
+        })
+        .await
+    }
+
+    async fn delete(&self, user: &UserId, id: Uuid) -> DomainResult<bool> {
+        let user = owned(user);
+        self.run(move |conn| {
+            conn.transaction(|conn| {
+                let n = diesel::delete(
+                    memories::table.filter(memories::id.eq(id).and(memories::user_id.eq(&user))),
+                )
+                .execute(conn)?;
+                if n > 0 {
+                    outbox(conn, &user, Kind::Memory, id, Op::Delete)?;
+                }
+                Ok(n > 0)
+            })
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl ConversationRepository for PgStore {
+    async fn insert(&self, user: &UserId, conversation: &Conversation) -> DomainResult<()> {
+        let row = ConversationRow::new(user, conversation);
+        self.run(move |conn| {
+            write_as(conn, &row.user_id.clone(), |conn| {
+                diesel::insert_into(conversations::table)
+                    .values(&row)
+                    .execute(conn)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn get(&self, user: &UserId, id: Uuid) -> DomainResult<Option<Conversation>> {
+        let user = owned(user);
+        self.run(move |conn| {
+            let row = conversations::table
+                .filter(
+                    conversations::id
+                        .eq(id)
+                        .and(conversations::user_id.eq(&user)),
+                )
+                .select(ConversationRow::as_select())
+                .first(conn)
+                .optional()?;
+            Ok(row.map(Conversation::from))
+        })
+        .await
+    }
+
+    async fn list(
+        &self,
+        user: &UserId,
+        query: &ConversationQuery,
+    ) -> DomainResult<Vec<Conversation>> {
+        let user = owned(user);
+        let page = query.page;
+        self.run(move |conn| {
+            let mut q = conversations::table
+                .filter(conversations::user_id.eq(user))
+                .select(ConversationRow::as_select())
+                .into_boxed();
+            if let Some(c) = page.after {
+                q = q.filter(
+                    conversations::updated_at
+                        .lt(c.at)
+                        .or(conversations::updated_at
+                            .eq(c.at)
+                            .and(conversations::id.lt(c.id))),
+                );
+            }
+            let rows: Vec<ConversationRow> = q
+                .order((conversations::updated_at.desc(), conversations::id.desc()))
+                .limit(page.fetch_limit())
+                .load(conn)?;
+            Ok(rows.into_iter().map(Conversation::from).collect())
+        })
+        .await
+    }
+
+    async fn delete(&self, user: &UserId, id: Uuid) -> DomainResult<bool> {
+        let user = owned(user);
+        self.run(move |conn| {
+            conn.transaction(|conn| {
+                let owned_by_user = conversations::table
+                    .filter(
+                        conversations::id
+                            .eq(id)
+                            .and(conversations::user_id.eq(&user)),
+                    )
+                    .select(conversations::id)
+                    .for_update()
+                    .first::<Uuid>(conn)
+                    .optional()?
+                    .is_some();
+                if !owned_by_user {
+                    return Ok(false);
+                }
+                // The messages' vectors go with them.
+                let message_ids: Vec<Uuid> = messages::table
+                    .filter(messages::conversation_id.eq(id))
+                    .select(messages::id)
+                    .load(conn)?;
+                let rows: Vec<NewOutboxRow<'_>> = message_ids
+                    .iter()
+                    .map(|message| NewOutboxRow {
+                        user_id: &user,
+                        entity_kind: Kind::Message.as_str(),
+                        entity_id: Some(*message),
+                        op: Op::Delete.as_str(),
+                    })
+                    .collect();
+                for chunk in rows.chunks(1_000) {
+                    diesel::insert_into(vector_outbox::table)
+                        .values(chunk)
+                        .execute(conn)?;
+                }
+                diesel::delete(conversations::table.find(id)).execute(conn)?;
+                Ok(true)
+            })
+        })
+        .await
+    }
+
+    async fn append_message(
+        &self,
+        user: &UserId,
+        message: &Message,
+    ) -> DomainResult<Option<Message>> {
+        let row = MessageRow::new(user, message)?;
+        let message = message.clone();
+        self.run(move |conn| {
+            write_as(conn, &row.user_id.clone(), |conn| {
+                let bumped = diesel::update(
+                    conversations::table.filter(
+                        conversations::id
+                            .eq(row.conversation_id)
+                            .and(conversations::user_id.eq(&row.user_id)),
+                    ),
+                )
+                .set((
+                    conversations::updated_at.eq(row.created_at),
+                    conversations::last_message_at.eq(row.created_at),
+                ))
+                .execute(conn)?;
+                if bumped == 0 {
+                    return Ok(None);
+                }
+                diesel::insert_into(messages::table)
+                    .values(&row)
+                    .execute(conn)?;
+                outbox(conn, &row.user_id, Kind::Message, row.id, Op::Upsert)?;
+                Ok(Some(message.clone()))
+            })
+        })
+        .await
+    }
+
+    async fn list_messages(
+        &self,
+        user: &UserId,
+        conversation: Uuid,
+        query: &MessageQuery,
+    ) -> DomainResult<Option<Vec<Message>>> {
+        let user = owned(user);
+        let query = query.clone();
+        self.run(move |conn| {
+            let exists = conversations::table
+                .filter(
+                    conversations::id
+                        .eq(conversation)
+                        .and(conversations::user_id.eq(&user)),
+                )
+                .select(conversations::id)
+                .first::<Uuid>(conn)
+                .optional()?
+                .is_some();
+            if !exists {
+                return Ok(None);
+            }
+            let mut q = messages::table
+                .filter(messages::conversation_id.eq(conversation))
+                .select(MessageRow::as_select())
+                .into_boxed();
+            if let Some(before) = query.before {
+                let Some(at) = messages::table
+                    .filter(
+                        messages::id
+                            .eq(before)
+                            .and(messages::conversation_id.eq(conversation)),
+                    )
+                    .select(messages::created_at)
+                    .first::<DateTime<Utc>>(conn)
+                    .optional()?
+                else {
+                    return Err(DomainError::invalid(
+                        "before",
+                        "is not a message of this conversation",
+                    )
+                    .into());
+                };
+                q = q.filter(
+                    messages::created_at
+                        .lt(at)
+                        .or(messages::created_at.eq(at).and(messages::id.lt(before))),
+                );
+            }
+            let rows: Vec<MessageRow> = q
+                .order((messages::created_at.desc(), messages::id.desc()))
+                .limit(i64::from(query.limit) + 1)
+                .load(conn)?;
+            let messages = rows
+                .into_iter()
+                .map(Message::try_from)
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Some(messages))
+        })
+        .await
+    }
+}

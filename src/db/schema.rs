@@ -1,0 +1,105 @@
+// @generated automatically by Diesel CLI.
+
+diesel::table! {
+    conversations (id) {
+        id -> Uuid,
+        user_id -> Text,
+        title -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        last_message_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    events (id) {
+        id -> Uuid,
+        user_id -> Text,
+        title -> Text,
+        description -> Nullable<Text>,
+        location -> Nullable<Text>,
+        start_at -> Timestamptz,
+        end_at -> Timestamptz,
+        is_all_day -> Bool,
+        recurrence -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    memories (id) {
+        id -> Uuid,
+        user_id -> Text,
+        content -> Text,
+        kind -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    messages (id) {
+        id -> Uuid,
+        conversation_id -> Uuid,
+        user_id -> Text,
+        role -> Text,
+        content -> Text,
+        tool_calls -> Jsonb,
+        client_message_id -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    tasks (id) {
+        id -> Uuid,
+        user_id -> Text,
+        title -> Text,
+        description -> Nullable<Text>,
+        project -> Nullable<Text>,
+        status -> Text,
+        priority -> Nullable<Text>,
+        due_at -> Nullable<Timestamptz>,
+        completed_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    vector_outbox (id) {
+        id -> Int8,
+        user_id -> Text,
+        entity_kind -> Text,
+        entity_id -> Nullable<Uuid>,
+        op -> Text,
+        attempts -> Int4,
+        next_attempt_at -> Timestamptz,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(conversations -> users (user_id));
+diesel::joinable!(events -> users (user_id));
+diesel::joinable!(memories -> users (user_id));
+diesel::joinable!(messages -> conversations (conversation_id));
+diesel::joinable!(messages -> users (user_id));
+diesel::joinable!(tasks -> users (user_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    conversations,
+    events,
+    memories,
+    messages,
+    tasks,
+    users,
+    vector_outbox,
+);

@@ -1,0 +1,96 @@
+//! Domain events: every change to a task or an event is published here, so that the realtime
+//! edge can fan it out to the user's sockets (and other instances, through their own bus).
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use super::event::Event;
+use super::task::Task;
+use super::values::UserId;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    TaskCreated(Task),
+    TaskUpdated(Task),
+    TaskDeleted(Uuid),
+    EventCreated(Event),
+    EventUpdated(Event),
+    EventDeleted(Uuid),
+}
+
+impl Change {
+    /// The event name clients see (`task:created`, …).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::TaskCreated(_) => "task:created",
+            Self::TaskUpdated(_) => "task:updated",
+            Self::TaskDeleted(_) => "task:deleted",
+            Self::EventCreated(_) => "event:created",
+            Self::EventUpdated(_) => "event:updated",
+            Self::EventDeleted(_) => "event:deleted",
+        }
+    }
+
+    /// The payload clients see: `{task}`, `{event}` or `{id}`.
+    pub fn payload(&self) -> Value {
+        fn to_value(value: &impl Serialize) -> Value {
+            serde_json::to_value(value).unwrap_or(Value::Null)
+        }
+        match self {
+            Self::TaskCreated(task) | Self::TaskUpdated(task) => json!({ "task": to_value(task) }),
+            Self::EventCreated(event) | Self::EventUpdated(event) => {
+                json!({ "event": to_value(event) })
+            }
+            Self::TaskDeleted(id) | Self::EventDeleted(id) => json!({ "id": id }),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DomainEvent {
+    /// Whose data changed: only this user's sockets may see the event.
+    pub user_id: UserId,
+    pub change: Change,
+}
+
+pub trait EventBus: Send + Sync {
+    /// Publishes after the change was committed. Never blocks; with no subscriber it is a no-op.
+    fn publish(&self, event: DomainEvent);
+    /// Every event published from now on. A subscriber that falls behind by more than the bus
+    /// capacity is told how many it missed (`RecvError::Lagged`).
+    fn subscribe(&self) -> broadcast::Receiver<Arc<DomainEvent>>;
+}
+
+/// The bus of one process.
+pub struct InProcessBus {
+    sender: broadcast::Sender<Arc<DomainEvent>>,
+}
+
+impl InProcessBus {
+    pub fn new(capacity: usize) -> Self {
+        let (sender, _) = broadcast::channel(capacity.max(1));
+        Self { sender }
+    }
+}
+
+impl Default for InProcessBus {
+    fn default() -> Self {
+        Self::new(4096)
+    }
+}
+
+impl EventBus for InProcessBus {
+    fn publish(&self, event: DomainEvent) {
+        tracing::debug!(user = %event.user_id, change = event.change.name(), "domain event");
+        // An error only means that nobody listens right now.
+        let _ = self.sender.send(Arc::new(event));
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Arc<DomainEvent>> {
+        self.sender.subscribe()
+    }
+}

@@ -1,0 +1,360 @@
+//! The domain's use cases. Every method acts as one signed-in user and only on their data.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+
+use super::bus::{Change, DomainEvent, EventBus};
+use super::conversation::{
+    Conversation, ConversationQuery, Message, MessageQuery, NewConversation, NewMessage,
+};
+use super::error::{DomainError, DomainResult};
+use super::event::{Event, EventPatch, EventQuery, NewEvent};
+use super::memory::{Memory, MemoryQuery, NewMemory};
+use super::page::{Cursor, Page};
+use super::ports::{
+    Clock, ConversationRepository, EventRepository, MemoryRepository, TaskRepository,
+    UserRepository,
+};
+use super::task::{NewTask, Task, TaskPatch, TaskQuery};
+use super::user::User;
+use super::values::UserId;
+
+/// At most this many recurring series are expanded in one range listing.
+const MAX_SERIES_PER_LISTING: i64 = 1_000;
+
+/// Everything the domain needs, injected at start.
+#[derive(Clone)]
+pub struct Ports {
+    pub users: Arc<dyn UserRepository>,
+    pub tasks: Arc<dyn TaskRepository>,
+    pub events: Arc<dyn EventRepository>,
+    pub memories: Arc<dyn MemoryRepository>,
+    pub conversations: Arc<dyn ConversationRepository>,
+    pub bus: Arc<dyn EventBus>,
+    pub clock: Arc<dyn Clock>,
+}
+
+#[derive(Clone)]
+pub struct Domain {
+    ports: Ports,
+    known_users: Arc<KnownUsers>,
+}
+
+impl Domain {
+    pub fn new(ports: Ports) -> Self {
+        Self {
+            ports,
+            known_users: Arc::new(KnownUsers::new(Duration::from_secs(300), 100_000)),
+        }
+    }
+
+    pub fn bus(&self) -> &Arc<dyn EventBus> {
+        &self.ports.bus
+    }
+
+    fn publish(&self, user: &UserId, change: Change) {
+        self.ports.bus.publish(DomainEvent {
+            user_id: user.clone(),
+            change,
+        });
+    }
+
+    // ----- users -----------------------------------------------------------------------------
+
+    /// Records that the user was seen: their row is created on first sight. Cheap when the
+    /// user was seen recently.
+    #[tracing::instrument(skip(self), fields(user = %user))]
+    pub async fn sign_in(&self, user: &UserId) -> DomainResult<()> {
+        if self.known_users.contains(user) {
+            return Ok(());
+        }
+        self.ports.users.ensure(user).await?;
+        self.known_users.insert(user.clone());
+        Ok(())
+    }
+
+    pub async fn me(&self, user: &UserId) -> DomainResult<User> {
+        let me = self.ports.users.ensure(user).await?;
+        self.known_users.insert(user.clone());
+        Ok(me)
+    }
+
+    /// Deletes the user's every row (and, through the outbox, every vector).
+    #[tracing::instrument(skip(self), fields(user = %user))]
+    pub async fn erase_user(&self, user: &UserId) -> DomainResult<bool> {
+        self.known_users.remove(user);
+        let erased = self.ports.users.erase(user).await?;
+        tracing::info!(erased, "user erased");
+        Ok(erased)
+    }
+
+    // ----- tasks -----------------------------------------------------------------------------
+
+    #[tracing::instrument(skip_all, fields(user = %user))]
+    pub async fn create_task(&self, user: &UserId, new: NewTask) -> DomainResult<Task> {
+        let task = new.validate(Uuid::now_v7(), self.ports.clock.now())?;
+        self.ports.tasks.insert(user, &task).await?;
+        self.publish(user, Change::TaskCreated(task.clone()));
+        Ok(task)
+    }
+
+    pub async fn get_task(&self, user: &UserId, id: Uuid) -> DomainResult<Task> {
+        self.ports
+            .tasks
+            .get(user, id)
+            .await?
+            .ok_or(DomainError::NotFound)
+    }
+
+    pub async fn list_tasks(&self, user: &UserId, query: TaskQuery) -> DomainResult<Page<Task>> {
+        let rows = self.ports.tasks.list(user, &query).await?;
+        Ok(Page::from_rows(rows, query.page.limit, Task::cursor))
+    }
+
+    #[tracing::instrument(skip(self, patch), fields(user = %user))]
+    pub async fn update_task(
+        &self,
+        user: &UserId,
+        id: Uuid,
+        patch: TaskPatch,
+    ) -> DomainResult<Task> {
+        let now = self.ports.clock.now();
+        let task = self
+            .ports
+            .tasks
+            .update(user, id, Box::new(move |task| patch.apply(task, now)))
+            .await?
+            .ok_or(DomainError::NotFound)?;
+        self.publish(user, Change::TaskUpdated(task.clone()));
+        Ok(task)
+    }
+
+    #[tracing::instrument(skip(self), fields(user = %user))]
+    pub async fn delete_task(&self, user: &UserId, id: Uuid) -> DomainResult<()> {
+        if !self.ports.tasks.delete(user, id).await? {
+            return Err(DomainError::NotFound);
+        }
+        self.publish(user, Change::TaskDeleted(id));
+        Ok(())
+    }
+
+    // ----- events ----------------------------------------------------------------------------
+
+    #[tracing::instrument(skip_all, fields(user = %user))]
+    pub async fn create_event(&self, user: &UserId, new: NewEvent) -> DomainResult<Event> {
+        let event = new.validate(Uuid::now_v7(), self.ports.clock.now())?;
+        self.ports.events.insert(user, &event).await?;
+        self.publish(user, Change::EventCreated(event.clone()));
+        Ok(event)
+    }
+
+    pub async fn get_event(&self, user: &UserId, id: Uuid) -> DomainResult<Event> {
+        self.ports
+            .events
+            .get(user, id)
+            .await?
+            .ok_or(DomainError::NotFound)
+    }
+
+    /// Without a range: every event, a recurring one as its series. With a range: the events
+    /// and the occurrences of recurring events that overlap it, by start time.
+    pub async fn list_events(&self, user: &UserId, query: EventQuery) -> DomainResult<Page<Event>> {
+        let page = query.page;
+        let Some(range) = query.range else {
+            let rows = self.ports.events.list(user, &page).await?;
+            return Ok(Page::from_rows(rows, page.limit, Event::cursor));
+        };
+        let mut rows = self
+            .ports
+            .events
+            .list_single_in_range(user, &range, &page)
+            .await?;
+        let series = self
+            .ports
+            .events
+            .list_series_starting_before(user, range.to, MAX_SERIES_PER_LISTING)
+            .await?;
+        let after = |event: &Event| match page.after {
+            None => true,
+            Some(Cursor { at, id }) => (event.start_at, event.id) > (at, id),
+        };
+        for event in &series {
+            rows.extend(
+                event
+                    .occurrences(range.from, range.to)
+                    .into_iter()
+                    .filter(after)
+                    .take(page.fetch_limit() as usize),
+            );
+        }
+        rows.sort_by_key(|a| (a.start_at, a.id));
+        rows.truncate(page.fetch_limit() as usize);
+        Ok(Page::from_rows(rows, page.limit, Event::cursor))
+    }
+
+    #[tracing::instrument(skip(self, patch), fields(user = %user))]
+    pub async fn update_event(
+        &self,
+        user: &UserId,
+        id: Uuid,
+        patch: EventPatch,
+    ) -> DomainResult<Event> {
+        let now = self.ports.clock.now();
+        let event = self
+            .ports
+            .events
+            .update(user, id, Box::new(move |event| patch.apply(event, now)))
+            .await?
+            .ok_or(DomainError::NotFound)?;
+        self.publish(user, Change::EventUpdated(event.clone()));
+        Ok(event)
+    }
+
+    #[tracing::instrument(skip(self), fields(user = %user))]
+    pub async fn delete_event(&self, user: &UserId, id: Uuid) -> DomainResult<()> {
+        if !self.ports.events.delete(user, id).await? {
+            return Err(DomainError::NotFound);
+        }
+        self.publish(user, Change::EventDeleted(id));
+        Ok(())
+    }
+
+    // ----- memories --------------------------------------------------------------------------
+
+    #[tracing::instrument(skip_all, fields(user = %user))]
+    pub async fn create_memory(&self, user: &UserId, new: NewMemory) -> DomainResult<Memory> {
+        let memory = new.validate(Uuid::now_v7(), self.ports.clock.now())?;
+        self.ports.memories.insert(user, &memory).await?;
+        Ok(memory)
+    }
+
+    pub async fn list_memories(
+        &self,
+        user: &UserId,
+        query: MemoryQuery,
+    ) -> DomainResult<Page<Memory>> {
+        let rows = self.ports.memories.list(user, &query).await?;
+        Ok(Page::from_rows(rows, query.page.limit, Memory::cursor))
+    }
+
+    pub async fn delete_memory(&self, user: &UserId, id: Uuid) -> DomainResult<()> {
+        if !self.ports.memories.delete(user, id).await? {
+            return Err(DomainError::NotFound);
+        }
+        Ok(())
+    }
+
+    // ----- conversations ---------------------------------------------------------------------
+
+    pub async fn create_conversation(
+        &self,
+        user: &UserId,
+        new: NewConversation,
+    ) -> DomainResult<Conversation> {
+        let conversation = new.validate(Uuid::now_v7(), self.ports.clock.now())?;
+        self.ports.conversations.insert(user, &conversation).await?;
+        Ok(conversation)
+    }
+
+    pub async fn list_conversations(
+        &self,
+        user: &UserId,
+        query: ConversationQuery,
+    ) -> DomainResult<Page<Conversation>> {
+        let rows = self.ports.conversations.list(user, &query).await?;
+        Ok(Page::from_rows(
+            rows,
+            query.page.limit,
+            Conversation::cursor,
+        ))
+    }
+
+    pub async fn delete_conversation(&self, user: &UserId, id: Uuid) -> DomainResult<()> {
+        if !self.ports.conversations.delete(user, id).await? {
+            return Err(DomainError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// Stores a message in one of the user's conversations.
+    #[tracing::instrument(skip(self, new), fields(user = %user))]
+    pub async fn append_message(
+        &self,
+        user: &UserId,
+        conversation: Uuid,
+        new: NewMessage,
+    ) -> DomainResult<Message> {
+        let message = new.validate(Uuid::now_v7(), conversation, self.ports.clock.now())?;
+        self.ports
+            .conversations
+            .append_message(user, &message)
+            .await?
+            .ok_or(DomainError::NotFound)
+    }
+
+    /// A page of a conversation's messages, oldest → newest; `nextCursor` is the id to pass
+    /// as `before` for the page of older messages.
+    pub async fn list_messages(
+        &self,
+        user: &UserId,
+        conversation: Uuid,
+        query: MessageQuery,
+    ) -> DomainResult<Page<Message>> {
+        let mut rows = self
+            .ports
+            .conversations
+            .list_messages(user, conversation, &query)
+            .await?
+            .ok_or(DomainError::NotFound)?;
+        let limit = query.limit as usize;
+        let next_cursor = if rows.len() > limit {
+            rows.truncate(limit);
+            rows.last().map(|oldest| oldest.id.to_string())
+        } else {
+            None
+        };
+        rows.reverse();
+        Ok(Page {
+            items: rows,
+            next_cursor,
+        })
+    }
+}
+
+/// Users whose row is known to exist, so that sign-in costs no query on every request.
+struct KnownUsers {
+    ttl: Duration,
+    capacity: usize,
+    seen: Mutex<HashMap<UserId, Instant>>,
+}
+
+impl KnownUsers {
+    fn new(ttl: Duration, capacity: usize) -> Self {
+        Self {
+            ttl,
+            capacity,
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn contains(&self, user: &UserId) -> bool {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.get(user).is_some_and(|at| at.elapsed() < self.ttl)
+    }
+
+    fn insert(&self, user: UserId) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() >= self.capacity {
+            seen.clear();
+        }
+        seen.insert(user, Instant::now());
+    }
+
+    fn remove(&self, user: &UserId) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.remove(user);
+    }
+}

@@ -1,0 +1,38 @@
+//! `/healthz` (the process runs) and `/readyz` (its dependencies answer).
+
+use actix_web::{HttpResponse, web};
+use futures_util::future::join_all;
+use serde_json::{Map, Value, json};
+
+use super::AppState;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz));
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let results = join_all(
+        state
+            .health
+            .iter()
+            .map(|check| async move { (check.name(), check.is_healthy().await) }),
+    )
+    .await;
+    let ready = results.iter().all(|(_, ok)| *ok);
+    let report: Map<String, Value> = results
+        .into_iter()
+        .map(|(name, ok)| (name.to_owned(), json!(if ok { "ok" } else { "down" })))
+        .collect();
+    if ready {
+        HttpResponse::Ok().json(report)
+    } else {
+        HttpResponse::ServiceUnavailable()
+            .insert_header(("Retry-After", "5"))
+            .json(report)
+    }
+}

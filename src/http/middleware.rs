@@ -1,0 +1,100 @@
+//! Cross-cutting request handling: the request id, JSON bodies on every error (including the
+//! router's own 404/405), and a log line per failed request.
+
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{Error, HttpMessage, HttpResponse};
+
+use super::error::error_body;
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The request's id, echoed from the client's `x-request-id` when it sent a sane one.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+fn client_request_id(value: &HeaderValue) -> Option<String> {
+    let text = value.to_str().ok()?;
+    let sane = !text.is_empty() && text.len() <= 128 && text.bytes().all(|b| b.is_ascii_graphic());
+    sane.then(|| text.to_owned())
+}
+
+pub async fn request_context(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let id = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(client_request_id)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.path().to_owned();
+
+    let response = next.call(req).await?.map_into_boxed_body();
+    let status = response.status();
+    let mut response = if status.is_client_error() || status.is_server_error() {
+        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        if status.is_server_error() {
+            tracing::warn!(request_id = %id, %method, %path, status = status.as_u16(), latency_ms, "request failed");
+        } else {
+            tracing::debug!(request_id = %id, %method, %path, status = status.as_u16(), latency_ms, "request refused");
+        }
+        json_error_body(response, &id)
+    } else {
+        tracing::debug!(request_id = %id, %method, %path, status = status.as_u16(), "request");
+        response
+    };
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    Ok(response)
+}
+
+/// Gives an error response the contract's JSON body when it has none (the router's 404/405,
+/// actix's own errors), and puts the request id into every 500.
+fn json_error_body(
+    response: ServiceResponse<BoxBody>,
+    request_id: &str,
+) -> ServiceResponse<BoxBody> {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json && status != StatusCode::INTERNAL_SERVER_ERROR {
+        return response;
+    }
+    let (code, message) = match status {
+        StatusCode::NOT_FOUND => ("not_found", "no such route"),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ("method_not_allowed", "method not allowed on this route")
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "payload_too_large",
+            "the request body is over the size limit",
+        ),
+        StatusCode::UNAUTHORIZED => ("unauthenticated", "a valid bearer token is required"),
+        StatusCode::SERVICE_UNAVAILABLE => ("unavailable", "the service is unavailable"),
+        StatusCode::INTERNAL_SERVER_ERROR => ("internal", "internal error"),
+        s if s.is_server_error() => ("internal", "internal error"),
+        _ => ("bad_request", "the request was not understood"),
+    };
+    let details = (status == StatusCode::INTERNAL_SERVER_ERROR)
+        .then(|| serde_json::json!({ "requestId": request_id }));
+    let (request, old) = response.into_parts();
+    let mut new = HttpResponse::build(status).json(error_body(code, message, details));
+    for (name, value) in old.headers() {
+        if name != CONTENT_TYPE && name != actix_web::http::header::CONTENT_LENGTH {
+            new.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    ServiceResponse::new(request, new)
+}

@@ -1,0 +1,61 @@
+//! The REST edge: translates HTTP to domain calls and back. No business rules here.
+
+mod auth;
+mod conversations;
+pub mod error;
+mod events;
+pub mod extract;
+mod health;
+mod me;
+mod memories;
+pub mod middleware;
+mod tasks;
+
+use std::sync::Arc;
+
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest, web};
+use uuid::Uuid;
+
+use crate::auth::TokenVerifier;
+use crate::domain::ports::HealthCheck;
+use crate::domain::{Domain, DomainError};
+use error::ApiError;
+
+/// What handlers share, injected at start.
+pub struct AppState {
+    pub domain: Domain,
+    pub verifier: Arc<dyn TokenVerifier>,
+    pub health: Vec<Arc<dyn HealthCheck>>,
+}
+
+/// Every route of the server.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    health::routes(cfg);
+    cfg.service(
+        web::scope("/v1")
+            .configure(me::routes)
+            .configure(tasks::routes)
+            .configure(events::routes)
+            .configure(memories::routes)
+            .configure(conversations::routes),
+    );
+}
+
+/// The `{id}` of a route, which must be a UUID.
+pub struct IdPath(pub Uuid);
+
+impl FromRequest for IdPath {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let id = req
+            .match_info()
+            .get("id")
+            .and_then(|id| Uuid::parse_str(id).ok())
+            .map(IdPath)
+            .ok_or_else(|| DomainError::invalid("id", "must be a UUID").into());
+        std::future::ready(id)
+    }
+}

@@ -1,0 +1,14 @@
+//! Pixie server: a self-hostable backend for an AI personal assistant, as one binary.
+//!
+//! - [`domain`]: entities, rules, use cases and the ports they need (no I/O crates).
+//! - [`db`]: PostgreSQL through diesel; implements the storage ports.
+//! - [`http`]: the REST edge (actix-web); [`auth`]: who is calling (Clerk or dev tokens).
+//! - [`app`]: wiring; [`config`]: settings.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod http;
+pub mod telemetry;

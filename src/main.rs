@@ -1,0 +1,84 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use pixie::app::{Application, Secrets};
+use pixie::config::{Config, Source};
+
+#[derive(Parser)]
+#[command(
+    name = "pixie",
+    version,
+    about = "Pixie server: a self-hostable AI assistant backend"
+)]
+struct Cli {
+    /// Configuration file (default: ./config.toml if present, else built-in defaults).
+    #[arg(long, env = "PIXIE_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Prepare the database and serve (the default).
+    Serve,
+    /// Create the database if missing and apply pending migrations, then exit.
+    Migrate,
+    /// Load and validate the configuration, then exit.
+    CheckConfig,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let source = match cli.config {
+        Some(path) => Source::Explicit(path),
+        None => Source::Default,
+    };
+    let config = match Config::load(&source) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("pixie: invalid configuration:\n{e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    pixie::telemetry::init(&config.log);
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config),
+        Command::Migrate => pixie::db::prepare(&config.database.settings()).map(|applied| {
+            if applied.is_empty() {
+                println!("database is up to date");
+            } else {
+                println!(
+                    "applied {} migration(s): {}",
+                    applied.len(),
+                    applied.join(", ")
+                );
+            }
+        }),
+        Command::CheckConfig => {
+            pixie::auth::verifier(&config.auth, Secrets::from_env().clerk_secret_key)
+                .map(|_| println!("configuration is valid"))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "pixie stopped");
+            eprintln!("pixie: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let app = Application::build(config, Secrets::from_env()).await?;
+        app.run_until_stopped().await?;
+        tracing::info!("pixie stopped");
+        Ok(())
+    })
+}
