@@ -1,4 +1,4 @@
-//! Clerk session tokens, verified with clerk-rs's `validate_jwt`.
+//! Clerk session tokens, verified with clerk-rs (`validate_jwt_with_key`: RS256, `exp`/`nbf`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,11 +9,12 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use clerk_rs::ClerkConfiguration;
 use clerk_rs::clerk::Clerk;
-use clerk_rs::validators::authorizer::{ClerkError, validate_jwt};
+use clerk_rs::validators::authorizer::{ClerkError, validate_jwt_with_key};
 use clerk_rs::validators::jwks::{
     JwksKey, JwksProvider, JwksProviderError, MemoryCacheJwksProvider,
     MemoryCacheJwksProviderOptions, RefreshOnUnknown,
 };
+use jsonwebtoken::decode_header;
 use rsa::RsaPublicKey;
 use rsa::pkcs1::DecodeRsaPublicKey;
 use rsa::pkcs8::DecodePublicKey;
@@ -74,17 +75,30 @@ impl ClerkVerifier {
 #[async_trait]
 impl TokenVerifier for ClerkVerifier {
     async fn verify(&self, token: &str) -> Result<UserId, AuthError> {
-        let checked = match &self.keys {
-            Keys::Pem(key) => validate_jwt(token, key.clone()).await,
-            Keys::Jwks(jwks) => {
-                tokio::time::timeout(JWKS_TIMEOUT, validate_jwt(token, jwks.clone()))
-                    .await
-                    .map_err(|_| {
-                        AuthError::Unavailable("Clerk's JWKS did not answer in time".into())
-                    })?
+        // The key is looked up here rather than inside `validate_jwt`, which reports a JWKS
+        // outage as an invalid token: an outage must be a 503, not a 401.
+        let kid = decode_header(token)
+            .map_err(|_| AuthError::Invalid("the token is not a JWT".into()))?
+            .kid
+            .ok_or_else(|| AuthError::Invalid("the token names no key (kid)".into()))?;
+        let key = match &self.keys {
+            Keys::Pem(key) => key.get_key(&kid).await,
+            Keys::Jwks(jwks) => tokio::time::timeout(JWKS_TIMEOUT, jwks.get_key(&kid))
+                .await
+                .map_err(|_| {
+                    AuthError::Unavailable("Clerk's JWKS did not answer in time".into())
+                })?,
+        }
+        .map_err(|e| match e {
+            JwksProviderError::UnknownKey => {
+                AuthError::Invalid("the token's key is unknown".into())
             }
-        };
-        let claims = checked.map_err(|e| match e {
+            JwksProviderError::JwksApi => {
+                tracing::warn!("cannot fetch Clerk's JWKS");
+                AuthError::Unavailable("session tokens cannot be verified right now".into())
+            }
+        })?;
+        let claims = validate_jwt_with_key(token, &key).map_err(|e| match e {
             ClerkError::Unauthorized(reason) => AuthError::Invalid(reason),
             ClerkError::InternalServerError(reason) => {
                 tracing::warn!(%reason, "cannot verify Clerk tokens");

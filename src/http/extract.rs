@@ -59,7 +59,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 "body",
                 "must be a JSON object",
             ))),
-            Err(e) => Err(ApiError::InvalidJson(format!("the body is not valid JSON: {e}"))),
+            Err(e) => Err(ApiError::InvalidJson(format!(
+                "the body is not valid JSON: {e}"
+            ))),
         };
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);

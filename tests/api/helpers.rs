@@ -1,0 +1,373 @@
+//! Test harness: real PostgreSQL (from `PIXIE_TEST_DATABASE_URL`, else a testcontainers
+//! container), a fresh database per test copied from a template migrated once per process,
+//! and the real application on port 0.
+
+use std::net::TcpListener;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use diesel::{Connection, PgConnection, RunQueryDsl};
+use pixie::app::{Application, Secrets};
+use pixie::config::Config;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+/// Where the test databases live: an admin URL (to the `postgres` database) and the template.
+struct TestServer {
+    /// `postgres://user@host:port` without a database name.
+    base_url: String,
+    template: String,
+}
+
+static SERVER: OnceLock<TestServer> = OnceLock::new();
+static CONTAINER_ID: OnceLock<String> = OnceLock::new();
+static CREATE_LOCK: Mutex<()> = Mutex::new(());
+
+const HELP: &str = "integration tests need PostgreSQL: set PIXIE_TEST_DATABASE_URL \
+    (e.g. postgres://postgres@127.0.0.1:5432/postgres), or make Docker available for \
+    testcontainers (here: eval \"$(../shared/tools/docker-test-env/setup)\")";
+
+fn server() -> &'static TestServer {
+    SERVER.get_or_init(|| {
+        // testcontainers' blocking runner makes its own runtime: keep it off the test's.
+        std::thread::spawn(init_server)
+            .join()
+            .unwrap_or_else(|_| panic!("starting the test database failed; {HELP}"))
+    })
+}
+
+fn init_server() -> TestServer {
+    let base_url = match std::env::var("PIXIE_TEST_DATABASE_URL") {
+        Ok(url) if !url.trim().is_empty() => strip_database(&url),
+        _ => start_container(),
+    };
+    let template = format!("pixie_tpl_{}_{}", std::process::id(), short_id());
+    let mut admin = connect(&format!("{base_url}/postgres"));
+    diesel::sql_query(format!("CREATE DATABASE {template}"))
+        .execute(&mut admin)
+        .expect("create the template database");
+    {
+        let mut conn = connect(&format!("{base_url}/{template}"));
+        pixie::db::migrate(&mut conn).expect("migrate the template database");
+    }
+    extern "C" fn cleanup() {
+        if let Some(server) = SERVER.get()
+            && let Ok(mut admin) = PgConnection::establish(&format!("{}/postgres", server.base_url))
+        {
+            let _ = diesel::sql_query(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                server.template
+            ))
+            .execute(&mut admin);
+        }
+        if let Some(id) = CONTAINER_ID.get() {
+            let _ = std::process::Command::new("docker")
+                .args(["rm", "-f", "-v", id])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+    // SAFETY: registers a plain function without captured state, run once at exit.
+    unsafe { libc::atexit(cleanup) };
+    TestServer { base_url, template }
+}
+
+fn start_container() -> String {
+    use testcontainers::GenericImage;
+    use testcontainers::core::{ImageExt, WaitFor};
+    use testcontainers::runners::SyncRunner;
+
+    let image = std::env::var("PIXIE_TEST_PG_IMAGE").unwrap_or_else(|_| "postgres".into());
+    let tag = std::env::var("PIXIE_TEST_PG_TAG").unwrap_or_else(|_| "16".into());
+    let network = std::env::var("PIXIE_TEST_DOCKER_NETWORK").ok();
+    let base = GenericImage::new(image.clone(), tag.clone())
+        .with_wait_for(WaitFor::message_on_stderr(
+            "database system is ready to accept connections",
+        ))
+        .with_env_var("POSTGRES_HOST_AUTH_METHOD", "trust");
+    let (container, port) = if network.as_deref() == Some("host") {
+        // Host networking: the server listens on a free port of this machine.
+        let port = free_port();
+        let container = base
+            .with_network("host")
+            .with_env_var("PGPORT", port.to_string())
+            .start()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {image}:{tag} with testcontainers ({e}); {HELP}")
+            });
+        (container, port)
+    } else {
+        let container = base
+            .with_mapped_port(0, testcontainers::core::IntoContainerPort::tcp(5432))
+            .start()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {image}:{tag} with testcontainers ({e}); {HELP}")
+            });
+        let port = container
+            .get_host_port_ipv4(5432)
+            .unwrap_or_else(|e| panic!("no mapped PostgreSQL port: {e}"));
+        (container, port)
+    };
+    let _ = CONTAINER_ID.set(container.id().to_owned());
+    // Removed at exit by `cleanup` (a static is never dropped).
+    std::mem::forget(container);
+    let base_url = format!("postgres://postgres@127.0.0.1:{port}");
+    // The ready message can precede the final restart of the image's init; wait for real.
+    for _ in 0..100 {
+        if PgConnection::establish(&format!("{base_url}/postgres")).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    base_url
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn strip_database(url: &str) -> String {
+    let mut parsed = url::Url::parse(url).expect("PIXIE_TEST_DATABASE_URL is a postgres:// URL");
+    parsed.set_path("");
+    parsed.set_query(None);
+    parsed.to_string().trim_end_matches('/').to_owned()
+}
+
+fn connect(url: &str) -> PgConnection {
+    PgConnection::establish(url).unwrap_or_else(|e| panic!("connecting to the test server: {e}"))
+}
+
+fn short_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+}
+
+/// A fresh, empty database of its own; dropped with this value.
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    /// A copy of the migrated template.
+    pub fn migrated() -> Self {
+        let server = server();
+        Self::create(&format!("TEMPLATE {}", server.template))
+    }
+
+    /// An empty database (no migrations).
+    pub fn empty() -> Self {
+        Self::create("")
+    }
+
+    fn create(clause: &str) -> Self {
+        let server = server();
+        let name = format!("pixie_test_{}", short_id());
+        let _guard = CREATE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let mut admin = connect(&format!("{}/postgres", server.base_url));
+        diesel::sql_query(format!("CREATE DATABASE {name} {clause}"))
+            .execute(&mut admin)
+            .expect("create a test database");
+        let url = format!("{}/{name}", server.base_url);
+        Self { name, url }
+    }
+
+    pub fn connect(&self) -> PgConnection {
+        connect(&self.url)
+    }
+
+    /// The URL of a database on the test server that does not exist yet.
+    pub fn missing_url() -> String {
+        format!("{}/pixie_test_{}", server().base_url, short_id())
+    }
+
+    pub fn drop_by_url(url: &str) {
+        if let Some(name) = url.rsplit('/').next() {
+            let mut admin = connect(&format!("{}/postgres", server().base_url));
+            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut admin);
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        Self::drop_by_url(&self.url);
+    }
+}
+
+pub struct TestApp {
+    pub addr: std::net::SocketAddr,
+    pub client: reqwest::Client,
+    pub app_domain: pixie::domain::Domain,
+    handle: actix_web::dev::ServerHandle,
+    // Dropped last: the server must stop before its database goes.
+    _db: TestDatabase,
+}
+
+/// The server on the embedded defaults (dev auth) with a fresh database.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}, Secrets::default()).await
+}
+
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config), secrets: Secrets) -> TestApp {
+    let db = tokio::task::spawn_blocking(TestDatabase::migrated)
+        .await
+        .expect("create the test database");
+    let mut config = Config::default();
+    config.server.bind = "127.0.0.1:0".parse().expect("address");
+    config.server.workers = 1;
+    config.server.shutdown_grace_secs = 1;
+    config.database.url = db.url.clone();
+    config.database.create_if_missing = false;
+    config.database.pool_size = 4;
+    tweak(&mut config);
+    let app = Application::build(config, secrets)
+        .await
+        .expect("the application starts");
+    let addr = app.local_addr();
+    let app_domain = app.domain().clone();
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        addr,
+        client: reqwest::Client::new(),
+        app_domain,
+        handle,
+        _db: db,
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // Stops accepting at once; the database is dropped with FORCE afterwards anyway.
+        let _ = self.handle.stop(false);
+    }
+}
+
+/// A response as the tests look at it.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    /// Asserts the contract's error body and returns its code.
+    pub fn error_code(&self) -> &str {
+        self.body["error"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("not an error body: {}", self.body))
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Sends a request as `user` (a dev token), with an optional JSON body.
+    pub async fn call(&self, method: Method, path: &str, user: &str, body: Option<Value>) -> Reply {
+        let mut req = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(format!("dev:{user}"));
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        Self::reply(req).await
+    }
+
+    pub async fn send(req: reqwest::RequestBuilder) -> Reply {
+        Self::reply(req).await
+    }
+
+    async fn reply(req: reqwest::RequestBuilder) -> Reply {
+        let res = req.send().await.expect("the request is sent");
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = res.bytes().await.expect("a body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                panic!("a JSON body, got {:?}", String::from_utf8_lossy(&bytes))
+            })
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str, user: &str) -> Reply {
+        self.call(Method::GET, path, user, None).await
+    }
+
+    pub async fn post(&self, path: &str, user: &str, body: Value) -> Reply {
+        self.call(Method::POST, path, user, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, user: &str, body: Value) -> Reply {
+        self.call(Method::PATCH, path, user, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, user: &str) -> Reply {
+        self.call(Method::DELETE, path, user, None).await
+    }
+
+    /// Creates a task and returns it.
+    pub async fn create_task(&self, user: &str, body: Value) -> Value {
+        let reply = self.post("/v1/tasks", user, body).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        reply.body
+    }
+
+    pub async fn create_event(&self, user: &str, body: Value) -> Value {
+        let reply = self.post("/v1/events", user, body).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        reply.body
+    }
+
+    /// Rows in the vector outbox of the app's database, as (kind, op).
+    pub fn outbox(&self) -> Vec<(String, String)> {
+        use diesel::prelude::*;
+        #[derive(QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            entity_kind: String,
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            op: String,
+        }
+        let mut conn = self._db.connect();
+        diesel::sql_query("SELECT entity_kind, op FROM vector_outbox ORDER BY id")
+            .load::<Row>(&mut conn)
+            .expect("read the outbox")
+            .into_iter()
+            .map(|r| (r.entity_kind, r.op))
+            .collect()
+    }
+}
+
+impl TestApp {
+    /// Simulates PostgreSQL going away for this app: no new connections to its database,
+    /// and every open one is terminated.
+    pub fn kill_database_connections_and_block(&self) {
+        let server = server();
+        let mut admin = connect(&format!("{}/postgres", server.base_url));
+        let name = &self._db.name;
+        diesel::sql_query(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
+            .execute(&mut admin)
+            .expect("block connections");
+        diesel::sql_query(format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+        ))
+        .execute(&mut admin)
+        .expect("terminate connections");
+    }
+}

@@ -1,0 +1,130 @@
+//! Contract-wide behaviour: error bodies, request ids, limits, health.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let app = spawn_app().await;
+    let health = TestApp::send(app.client.get(app.url("/healthz"))).await;
+    assert_eq!(health.status, StatusCode::OK);
+    assert_eq!(health.body, json!({"status": "ok"}));
+    let ready = TestApp::send(app.client.get(app.url("/readyz"))).await;
+    assert_eq!(ready.status, StatusCode::OK);
+    assert_eq!(ready.body["database"], "ok");
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id_and_echoes_the_clients() {
+    let app = spawn_app().await;
+    let generated = TestApp::send(app.client.get(app.url("/healthz"))).await;
+    let id = generated.headers["x-request-id"].to_str().unwrap();
+    assert!(id.len() >= 16);
+    let echoed = TestApp::send(
+        app.client
+            .get(app.url("/v1/tasks"))
+            .header("x-request-id", "client-chosen-42"),
+    )
+    .await;
+    assert_eq!(echoed.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(echoed.headers["x-request-id"], "client-chosen-42");
+}
+
+#[tokio::test]
+async fn router_and_extractor_errors_have_json_bodies() {
+    let app = spawn_app().await;
+    let nowhere = app.get("/v1/nowhere", "alice").await;
+    assert_eq!(nowhere.status, StatusCode::NOT_FOUND);
+    assert_eq!(nowhere.error_code(), "not_found");
+
+    let wrong_method = TestApp::send(
+        app.client
+            .put(app.url("/v1/tasks"))
+            .bearer_auth("dev:alice"),
+    )
+    .await;
+    assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(wrong_method.body["error"]["message"].is_string());
+
+    let bad_id = app.get("/v1/tasks/not-a-uuid", "alice").await;
+    assert_eq!(bad_id.status, StatusCode::BAD_REQUEST);
+    assert!(bad_id.body["error"]["details"]["id"].is_string());
+
+    let syntax = TestApp::send(
+        app.client
+            .post(app.url("/v1/tasks"))
+            .bearer_auth("dev:alice")
+            .header("content-type", "application/json")
+            .body("{\"title\": "),
+    )
+    .await;
+    assert_eq!(syntax.status, StatusCode::BAD_REQUEST);
+    assert_eq!(syntax.error_code(), "invalid_json");
+
+    let not_json = TestApp::send(
+        app.client
+            .post(app.url("/v1/tasks"))
+            .bearer_auth("dev:alice")
+            .header("content-type", "text/plain")
+            .body("{\"title\": \"x\"}"),
+    )
+    .await;
+    assert_eq!(not_json.status, StatusCode::BAD_REQUEST);
+    assert_eq!(not_json.error_code(), "invalid_json");
+
+    let array = app.post("/v1/tasks", "alice", json!(["title"])).await;
+    assert_eq!(array.status, StatusCode::BAD_REQUEST);
+    assert_eq!(array.error_code(), "validation_failed");
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_refused_with_413() {
+    let app = spawn_app_with(|c| c.server.max_body_bytes = 4096, Default::default()).await;
+    let big = json!({"title": "x", "description": "d".repeat(5000)});
+    let reply = app.post("/v1/tasks", "alice", big).await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(reply.error_code(), "payload_too_large");
+    // Also when the client streams without announcing the length.
+    let stream =
+        futures_util::stream::iter((0..10).map(|_| Ok::<_, std::io::Error>(vec![b' '; 1024])));
+    let chunked = TestApp::send(
+        app.client
+            .post(app.url("/v1/tasks"))
+            .bearer_auth("dev:alice")
+            .header("content-type", "application/json")
+            .body(reqwest::Body::wrap_stream(stream)),
+    )
+    .await;
+    assert_eq!(chunked.status, StatusCode::PAYLOAD_TOO_LARGE);
+    // Nothing was stored.
+    assert_eq!(app.get("/v1/tasks", "alice").await.body["items"], json!([]));
+}
+
+#[tokio::test]
+async fn a_dead_database_is_503_with_retry_after_and_readyz_says_so() {
+    let app = spawn_app_with(
+        |c| {
+            c.database.acquire_timeout_secs = 1;
+        },
+        Default::default(),
+    )
+    .await;
+    app.create_task("alice", json!({"title": "before"})).await;
+    app.kill_database_connections_and_block();
+    let reply = app
+        .post("/v1/tasks", "carol", json!({"title": "during"}))
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.body
+    );
+    assert_eq!(reply.error_code(), "unavailable");
+    assert!(reply.headers.contains_key("retry-after"));
+    let ready = TestApp::send(app.client.get(app.url("/readyz"))).await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.body["database"], "down");
+}

@@ -1,0 +1,13 @@
+//! Integration tests: the real application over HTTP against real PostgreSQL.
+//! One test binary, so that it links once.
+
+mod auth;
+mod conversations;
+mod events;
+mod helpers;
+mod http;
+mod me;
+mod memories;
+mod migrations;
+mod startup;
+mod tasks;

@@ -1,0 +1,173 @@
+//! Start-up: database creation, migrations on boot, configuration errors, the real binary.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pixie::app::{Application, Secrets};
+use pixie::config::Config;
+use reqwest::StatusCode;
+
+use crate::helpers::TestDatabase;
+
+fn config_for(url: &str) -> Config {
+    let mut config = Config::default();
+    config.server.bind = "127.0.0.1:0".parse().unwrap();
+    config.server.workers = 1;
+    config.database.url = url.to_owned();
+    config
+}
+
+#[tokio::test]
+async fn a_missing_database_is_created_and_migrated() {
+    let url = TestDatabase::missing_url();
+    let app = Application::build(config_for(&url), Secrets::default())
+        .await
+        .expect("start on a missing database");
+    let addr = app.local_addr();
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    let ready = reqwest::get(format!("http://{addr}/readyz")).await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    let created = reqwest::Client::new()
+        .post(format!("http://{addr}/v1/tasks"))
+        .bearer_auth("dev:alice")
+        .json(&serde_json::json!({"title": "works"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    handle.stop(false).await;
+    tokio::task::spawn_blocking(move || TestDatabase::drop_by_url(&url))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_missing_database_is_an_error_when_creation_is_off() {
+    let url = TestDatabase::missing_url();
+    let mut config = config_for(&url);
+    config.database.create_if_missing = false;
+    let err = Application::build(config, Secrets::default())
+        .await
+        .err()
+        .expect("refuses to start");
+    assert!(format!("{err:#}").contains("database.url"), "{err:#}");
+}
+
+/// A plain HTTP/1.1 GET from a synchronous test; the status code, if any answer came.
+fn http_status(addr: &str, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+fn pixie() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pixie"));
+    cmd.env_remove("PIXIE_CONFIG")
+        .env_remove("RUST_LOG")
+        .env("PIXIE__LOG__FORMAT", "text")
+        .current_dir(env!("CARGO_TARGET_TMPDIR"));
+    cmd
+}
+
+#[test]
+fn bad_configuration_stops_the_start_naming_the_key() {
+    let cases: [(&[(&str, &str)], &str); 4] = [
+        (&[("PIXIE__SERVER__BIND", "nowhere")], "server.bind"),
+        (&[("PIXIE__DATABASE__POOL_SIZE", "0")], "database.pool_size"),
+        (&[("PIXIE__AUTH__MODE", "root")], "auth.mode"),
+        (&[("PIXIE__SERVER__BIND", "0.0.0.0:8080")], "auth.mode"),
+    ];
+    for (env, key) in cases {
+        let out = pixie()
+            .arg("check-config")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{env:?} was accepted");
+        assert!(stderr.contains(key), "{env:?}: {stderr}");
+    }
+    let out = pixie()
+        .args(["--config", "/nonexistent/pixie.toml", "check-config"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    // Clerk mode without a key source.
+    let out = pixie()
+        .arg("check-config")
+        .env("PIXIE__AUTH__MODE", "clerk")
+        .env_remove("CLERK_SECRET_KEY")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CLERK_SECRET_KEY"));
+    let ok = pixie().arg("check-config").output().unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+}
+
+#[test]
+fn the_binary_migrates_on_boot_and_serves_on_a_free_port() {
+    let url = TestDatabase::missing_url();
+    let migrate = pixie()
+        .arg("migrate")
+        .env("PIXIE__DATABASE__URL", &url)
+        .output()
+        .unwrap();
+    assert!(
+        migrate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrate.stderr)
+    );
+    assert!(String::from_utf8_lossy(&migrate.stdout).contains("applied 1 migration"));
+
+    let mut child = pixie()
+        .arg("serve")
+        .env("PIXIE__DATABASE__URL", &url)
+        .env("PIXIE__SERVER__BIND", "127.0.0.1:0")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(at) = line.find("listening on http://") {
+                let rest = &line[at + "listening on http://".len()..];
+                let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
+                let _ = tx.send(addr);
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the server logs its address");
+    let started = Instant::now();
+    let mut ok = false;
+    while started.elapsed() < Duration::from_secs(10) {
+        if http_status(&addr, "/readyz") == Some(200) {
+            ok = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SIGTERM: a graceful stop that exits 0.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    TestDatabase::drop_by_url(&url);
+    assert!(ok, "readyz never answered 200 at {addr}");
+    assert!(status.success(), "exit status {status:?}");
+}
