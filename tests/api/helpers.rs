@@ -244,7 +244,8 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config), secrets: Secrets) -
 impl Drop for TestApp {
     fn drop(&mut self) {
         // Stops accepting at once; the database is dropped with FORCE afterwards anyway.
-        let _ = self.handle.stop(false);
+        // The stop command is sent at once; the returned future only reports completion.
+        drop(self.handle.stop(false));
     }
 }
 
