@@ -16,12 +16,13 @@ use crate::domain::bus::InProcessBus;
 use crate::domain::ports::SystemClock;
 use crate::domain::{Domain, Ports};
 use crate::http::error::error_body;
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, WebhookSecret};
 
 /// Secrets, read from the environment only; never logged.
 #[derive(Default, Clone)]
 pub struct Secrets {
     pub clerk_secret_key: Option<String>,
+    pub clerk_webhook_secret: Option<String>,
 }
 
 impl Secrets {
@@ -29,6 +30,7 @@ impl Secrets {
         let read = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         Self {
             clerk_secret_key: read("CLERK_SECRET_KEY"),
+            clerk_webhook_secret: read("CLERK_WEBHOOK_SECRET"),
         }
     }
 }
@@ -56,6 +58,11 @@ impl Application {
         let started = Instant::now();
         config.validate()?;
         let verifier = auth::verifier(&config.auth, secrets.clerk_secret_key.clone())?;
+        let webhook_secret = secrets
+            .clerk_webhook_secret
+            .as_deref()
+            .map(WebhookSecret::parse)
+            .transpose()?;
 
         let settings = config.database.settings();
         let applied = {
@@ -81,16 +88,20 @@ impl Application {
             domain: domain.clone(),
             verifier,
             health: vec![store],
+            webhook_secret,
         });
 
         let listener = TcpListener::bind(config.server.bind)
             .with_context(|| format!("binding server.bind = {}", config.server.bind))?;
         let addr = listener.local_addr()?;
         let max_body = config.server.max_body_bytes;
+        let metrics = web::Data::new(http::metrics::Metrics::default());
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .app_data(metrics.clone())
                 .app_data(web::PayloadConfig::new(max_body))
+                .wrap(from_fn(http::metrics::record))
                 .wrap(from_fn(http::middleware::request_context))
                 .configure(http::routes)
                 .default_service(web::to(not_found))

@@ -2,8 +2,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use mimalloc::MiMalloc;
 use pixie::app::{Application, Secrets};
 use pixie::config::{Config, Source};
+
+/// Request handling allocates many short-lived buffers (JSON bodies, rows); mimalloc serves
+/// them markedly faster than glibc's allocator across the worker threads.
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
 
 #[derive(Parser)]
 #[command(
@@ -56,10 +62,7 @@ fn main() -> ExitCode {
                 );
             }
         }),
-        Command::CheckConfig => {
-            pixie::auth::verifier(&config.auth, Secrets::from_env().clerk_secret_key)
-                .map(|_| println!("configuration is valid"))
-        }
+        Command::CheckConfig => check_config(&config),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -69,6 +72,17 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// What `serve` would refuse, short of connecting to anything.
+fn check_config(config: &Config) -> anyhow::Result<()> {
+    let secrets = Secrets::from_env();
+    pixie::auth::verifier(&config.auth, secrets.clerk_secret_key)?;
+    if let Some(secret) = secrets.clerk_webhook_secret {
+        pixie::http::WebhookSecret::parse(&secret)?;
+    }
+    println!("configuration is valid");
+    Ok(())
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {

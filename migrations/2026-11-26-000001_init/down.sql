@@ -1,3 +1,8 @@
+DROP TRIGGER messages_vector_outbox ON messages;
+DROP TRIGGER memories_vector_outbox ON memories;
+DROP TRIGGER events_vector_outbox ON events;
+DROP TRIGGER tasks_vector_outbox ON tasks;
+DROP FUNCTION vector_outbox_enqueue();
 DROP TABLE vector_outbox;
 DROP TABLE messages;
 DROP TABLE conversations;

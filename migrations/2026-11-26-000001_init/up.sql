@@ -82,8 +82,9 @@ CREATE UNIQUE INDEX messages_user_client_id_key ON messages (user_id, client_mes
     WHERE client_message_id IS NOT NULL;
 
 -- Transactional outbox for the vector index: every write of an indexed entity adds a row in the
--- same transaction; a background worker applies it to the vector store. No foreign keys, so that
--- deletions (including a whole user's) leave their "delete" rows behind for the worker.
+-- same transaction (the triggers below, so that no write path can forget it); a background
+-- worker applies the rows to the vector store. No foreign keys, so that deletions (including a
+-- whole user's) leave their "delete" rows behind for the worker.
 CREATE TABLE vector_outbox (
     id              BIGSERIAL PRIMARY KEY,
     user_id         TEXT NOT NULL,
@@ -97,3 +98,29 @@ CREATE TABLE vector_outbox (
     CHECK ((entity_kind = 'user') = (entity_id IS NULL))
 );
 CREATE INDEX vector_outbox_due_idx ON vector_outbox (next_attempt_at, id);
+
+CREATE FUNCTION vector_outbox_enqueue() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    -- Erasing a user queues one row for all their vectors instead of one per entity.
+    IF current_setting('pixie.erasing_user', true) = 'on' THEN
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'DELETE' THEN
+        INSERT INTO vector_outbox (user_id, entity_kind, entity_id, op)
+        VALUES (OLD.user_id, TG_ARGV[0], OLD.id, 'delete');
+    ELSE
+        INSERT INTO vector_outbox (user_id, entity_kind, entity_id, op)
+        VALUES (NEW.user_id, TG_ARGV[0], NEW.id, 'upsert');
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER tasks_vector_outbox AFTER INSERT OR UPDATE OR DELETE ON tasks
+    FOR EACH ROW EXECUTE FUNCTION vector_outbox_enqueue('task');
+CREATE TRIGGER events_vector_outbox AFTER INSERT OR UPDATE OR DELETE ON events
+    FOR EACH ROW EXECUTE FUNCTION vector_outbox_enqueue('event');
+CREATE TRIGGER memories_vector_outbox AFTER INSERT OR UPDATE OR DELETE ON memories
+    FOR EACH ROW EXECUTE FUNCTION vector_outbox_enqueue('memory');
+CREATE TRIGGER messages_vector_outbox AFTER INSERT OR UPDATE OR DELETE ON messages
+    FOR EACH ROW EXECUTE FUNCTION vector_outbox_enqueue('message');

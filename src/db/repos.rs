@@ -1,5 +1,6 @@
-//! The domain's storage ports over PostgreSQL. Every query filters on the user; every write of
-//! an indexed entity adds its vector-outbox row in the same transaction.
+//! The domain's storage ports over PostgreSQL. Every query filters on the user. Every write of
+//! an indexed entity adds its vector-outbox row in the same transaction, through the triggers of
+//! the schema (see the migrations).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -26,53 +27,6 @@ use crate::domain::{DomainError, DomainResult, UserId};
 
 type DbResult<T> = Result<T, DbError>;
 
-#[derive(Clone, Copy)]
-enum Kind {
-    Task,
-    Event,
-    Memory,
-    Message,
-}
-
-impl Kind {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Task => "task",
-            Self::Event => "event",
-            Self::Memory => "memory",
-            Self::Message => "message",
-        }
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Op {
-    Upsert,
-    Delete,
-}
-
-impl Op {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Upsert => "upsert",
-            Self::Delete => "delete",
-        }
-    }
-}
-
-/// Queues a change of an indexed entity for the vector index.
-fn outbox(conn: &mut PgConnection, user: &str, kind: Kind, id: Uuid, op: Op) -> DbResult<()> {
-    diesel::insert_into(vector_outbox::table)
-        .values(NewOutboxRow {
-            user_id: user,
-            entity_kind: kind.as_str(),
-            entity_id: Some(id),
-            op: op.as_str(),
-        })
-        .execute(conn)?;
-    Ok(())
-}
-
 fn ensure_user(conn: &mut PgConnection, user: &str) -> DbResult<()> {
     diesel::insert_into(users::table)
         .values(users::id.eq(user))
@@ -81,18 +35,19 @@ fn ensure_user(conn: &mut PgConnection, user: &str) -> DbResult<()> {
     Ok(())
 }
 
-/// Runs a write in a transaction. When it fails because the user has no row (first write, or
-/// a write racing an erasure on another instance), creates the row and tries once more.
+/// Runs a write (one statement, or a transaction the caller opens). When it fails because the
+/// user has no row (first write, or a write racing an erasure on another instance), creates the
+/// row and tries once more.
 fn write_as<T>(
     conn: &mut PgConnection,
     user: &str,
     mut write: impl FnMut(&mut PgConnection) -> DbResult<T>,
 ) -> DbResult<T> {
-    match conn.transaction(&mut write) {
-        Err(e) if e.is_missing_user() => conn.transaction(|conn| {
+    match write(conn) {
+        Err(e) if e.is_missing_user() => {
             ensure_user(conn, user)?;
             write(conn)
-        }),
+        }
         other => other,
     }
 }
@@ -120,7 +75,10 @@ impl UserRepository for PgStore {
         let user = owned(user);
         self.run(move |conn| {
             conn.transaction(|conn| {
-                // Pending index work for this user is moot: one row drops all their vectors.
+                // The cascade below queues no per-entity outbox rows, and pending index work
+                // for this user is moot: one row drops all their vectors.
+                diesel::sql_query("SELECT set_config('pixie.erasing_user', 'on', true)")
+                    .execute(conn)?;
                 diesel::delete(vector_outbox::table.filter(vector_outbox::user_id.eq(&user)))
                     .execute(conn)?;
                 diesel::insert_into(vector_outbox::table)
@@ -128,7 +86,7 @@ impl UserRepository for PgStore {
                         user_id: &user,
                         entity_kind: "user",
                         entity_id: None,
-                        op: Op::Delete.as_str(),
+                        op: "delete",
                     })
                     .execute(conn)?;
                 let deleted = diesel::delete(users::table.find(&user)).execute(conn)?;
@@ -148,7 +106,7 @@ impl TaskRepository for PgStore {
                 diesel::insert_into(tasks::table)
                     .values(&row)
                     .execute(conn)?;
-                outbox(conn, &row.user_id, Kind::Task, row.id, Op::Upsert)
+                Ok(())
             })
         })
         .await
@@ -230,7 +188,6 @@ impl TaskRepository for PgStore {
                 diesel::update(tasks::table.find(id))
                     .set(&TaskRow::new(&user_id, &task))
                     .execute(conn)?;
-                outbox(conn, &user, Kind::Task, id, Op::Upsert)?;
                 Ok(Some(task))
             })
         })
@@ -240,16 +197,10 @@ impl TaskRepository for PgStore {
     async fn delete(&self, user: &UserId, id: Uuid) -> DomainResult<bool> {
         let user = owned(user);
         self.run(move |conn| {
-            conn.transaction(|conn| {
-                let n = diesel::delete(
-                    tasks::table.filter(tasks::id.eq(id).and(tasks::user_id.eq(&user))),
-                )
-                .execute(conn)?;
-                if n > 0 {
-                    outbox(conn, &user, Kind::Task, id, Op::Delete)?;
-                }
-                Ok(n > 0)
-            })
+            let n =
+                diesel::delete(tasks::table.filter(tasks::id.eq(id).and(tasks::user_id.eq(&user))))
+                    .execute(conn)?;
+            Ok(n > 0)
         })
         .await
     }
@@ -264,7 +215,7 @@ impl EventRepository for PgStore {
                 diesel::insert_into(events::table)
                     .values(&row)
                     .execute(conn)?;
-                outbox(conn, &row.user_id, Kind::Event, row.id, Op::Upsert)
+                Ok(())
             })
         })
         .await
@@ -382,7 +333,6 @@ impl EventRepository for PgStore {
                 diesel::update(events::table.find(id))
                     .set(&EventRow::new(&user_id, &event))
                     .execute(conn)?;
-                outbox(conn, user_id.as_str(), Kind::Event, id, Op::Upsert)?;
                 Ok(Some(event))
             })
         })
@@ -392,16 +342,11 @@ impl EventRepository for PgStore {
     async fn delete(&self, user: &UserId, id: Uuid) -> DomainResult<bool> {
         let user = owned(user);
         self.run(move |conn| {
-            conn.transaction(|conn| {
-                let n = diesel::delete(
-                    events::table.filter(events::id.eq(id).and(events::user_id.eq(&user))),
-                )
-                .execute(conn)?;
-                if n > 0 {
-                    outbox(conn, &user, Kind::Event, id, Op::Delete)?;
-                }
-                Ok(n > 0)
-            })
+            let n = diesel::delete(
+                events::table.filter(events::id.eq(id).and(events::user_id.eq(&user))),
+            )
+            .execute(conn)?;
+            Ok(n > 0)
         })
         .await
     }
@@ -416,7 +361,7 @@ impl MemoryRepository for PgStore {
                 diesel::insert_into(memories::table)
                     .values(&row)
                     .execute(conn)?;
-                outbox(conn, &row.user_id, Kind::Memory, row.id, Op::Upsert)
+                Ok(())
             })
         })
         .await
@@ -451,16 +396,11 @@ impl MemoryRepository for PgStore {
     async fn delete(&self, user: &UserId, id: Uuid) -> DomainResult<bool> {
         let user = owned(user);
         self.run(move |conn| {
-            conn.transaction(|conn| {
-                let n = diesel::delete(
-                    memories::table.filter(memories::id.eq(id).and(memories::user_id.eq(&user))),
-                )
-                .execute(conn)?;
-                if n > 0 {
-                    outbox(conn, &user, Kind::Memory, id, Op::Delete)?;
-                }
-                Ok(n > 0)
-            })
+            let n = diesel::delete(
+                memories::table.filter(memories::id.eq(id).and(memories::user_id.eq(&user))),
+            )
+            .execute(conn)?;
+            Ok(n > 0)
         })
         .await
     }
@@ -546,25 +486,7 @@ impl ConversationRepository for PgStore {
                 if !owned_by_user {
                     return Ok(false);
                 }
-                // The messages' vectors go with them.
-                let message_ids: Vec<Uuid> = messages::table
-                    .filter(messages::conversation_id.eq(id))
-                    .select(messages::id)
-                    .load(conn)?;
-                let rows: Vec<NewOutboxRow<'_>> = message_ids
-                    .iter()
-                    .map(|message| NewOutboxRow {
-                        user_id: &user,
-                        entity_kind: Kind::Message.as_str(),
-                        entity_id: Some(*message),
-                        op: Op::Delete.as_str(),
-                    })
-                    .collect();
-                for chunk in rows.chunks(1_000) {
-                    diesel::insert_into(vector_outbox::table)
-                        .values(chunk)
-                        .execute(conn)?;
-                }
+                // The messages (and, through the outbox, their vectors) go with it.
                 diesel::delete(conversations::table.find(id)).execute(conn)?;
                 Ok(true)
             })
@@ -581,26 +503,27 @@ impl ConversationRepository for PgStore {
         let message = message.clone();
         self.run(move |conn| {
             write_as(conn, &row.user_id.clone(), |conn| {
-                let bumped = diesel::update(
-                    conversations::table.filter(
-                        conversations::id
-                            .eq(row.conversation_id)
-                            .and(conversations::user_id.eq(&row.user_id)),
-                    ),
-                )
-                .set((
-                    conversations::updated_at.eq(row.created_at),
-                    conversations::last_message_at.eq(row.created_at),
-                ))
-                .execute(conn)?;
-                if bumped == 0 {
-                    return Ok(None);
-                }
-                diesel::insert_into(messages::table)
-                    .values(&row)
+                conn.transaction(|conn| {
+                    let bumped = diesel::update(
+                        conversations::table.filter(
+                            conversations::id
+                                .eq(row.conversation_id)
+                                .and(conversations::user_id.eq(&row.user_id)),
+                        ),
+                    )
+                    .set((
+                        conversations::updated_at.eq(row.created_at),
+                        conversations::last_message_at.eq(row.created_at),
+                    ))
                     .execute(conn)?;
-                outbox(conn, &row.user_id, Kind::Message, row.id, Op::Upsert)?;
-                Ok(Some(message.clone()))
+                    if bumped == 0 {
+                        return Ok(None);
+                    }
+                    diesel::insert_into(messages::table)
+                        .values(&row)
+                        .execute(conn)?;
+                    Ok(Some(message.clone()))
+                })
             })
         })
         .await

@@ -66,7 +66,7 @@ impl Domain {
 
     /// Records that the user was seen: their row is created on first sight. Cheap when the
     /// user was seen recently.
-    #[tracing::instrument(skip(self), fields(user = %user))]
+    #[tracing::instrument(level = "debug", skip(self), fields(user = %user))]
     pub async fn sign_in(&self, user: &UserId) -> DomainResult<()> {
         if self.known_users.contains(user) {
             return Ok(());
@@ -83,7 +83,7 @@ impl Domain {
     }
 
     /// Deletes the user's every row (and, through the outbox, every vector).
-    #[tracing::instrument(skip(self), fields(user = %user))]
+    #[tracing::instrument(level = "debug", skip(self), fields(user = %user))]
     pub async fn erase_user(&self, user: &UserId) -> DomainResult<bool> {
         self.known_users.remove(user);
         let erased = self.ports.users.erase(user).await?;
@@ -93,7 +93,7 @@ impl Domain {
 
     // ----- tasks -----------------------------------------------------------------------------
 
-    #[tracing::instrument(skip_all, fields(user = %user))]
+    #[tracing::instrument(level = "debug", skip_all, fields(user = %user))]
     pub async fn create_task(&self, user: &UserId, new: NewTask) -> DomainResult<Task> {
         let task = new.validate(Uuid::now_v7(), self.ports.clock.now())?;
         self.ports.tasks.insert(user, &task).await?;
@@ -114,7 +114,7 @@ impl Domain {
         Ok(Page::from_rows(rows, query.page.limit, Task::cursor))
     }
 
-    #[tracing::instrument(skip(self, patch), fields(user = %user))]
+    #[tracing::instrument(level = "debug", skip(self, patch), fields(user = %user))]
     pub async fn update_task(
         &self,
         user: &UserId,
@@ -132,7 +132,7 @@ impl Domain {
         Ok(task)
     }
 
-    #[tracing::instrument(skip(self), fields(user = %user))]
+    #[tracing::instrument(level = "debug", skip(self), fields(user = %user))]
     pub async fn delete_task(&self, user: &UserId, id: Uuid) -> DomainResult<()> {
         if !self.ports.tasks.delete(user, id).await? {
             return Err(DomainError::NotFound);
@@ -143,7 +143,7 @@ impl Domain {
 
     // ----- events ----------------------------------------------------------------------------
 
-    #[tracing::instrument(skip_all, fields(user = %user))]
+    #[tracing::instrument(level = "debug", skip_all, fields(user = %user))]
     pub async fn create_event(&self, user: &UserId, new: NewEvent) -> DomainResult<Event> {
         let event = new.validate(Uuid::now_v7(), self.ports.clock.now())?;
         self.ports.events.insert(user, &event).await?;
@@ -195,7 +195,7 @@ impl Domain {
         Ok(Page::from_rows(rows, page.limit, Event::cursor))
     }
 
-    #[tracing::instrument(skip(self, patch), fields(user = %user))]
+    #[tracing::instrument(level = "debug", skip(self, patch), fields(user = %user))]
     pub async fn update_event(
         &self,
         user: &UserId,
@@ -213,7 +213,7 @@ impl Domain {
         Ok(event)
     }
 
-    #[tracing::instrument(skip(self), fields(user = %user))]
+    #[tracing::instrument(level = "debug", skip(self), fields(user = %user))]
     pub async fn delete_event(&self, user: &UserId, id: Uuid) -> DomainResult<()> {
         if !self.ports.events.delete(user, id).await? {
             return Err(DomainError::NotFound);
@@ -224,7 +224,7 @@ impl Domain {
 
     // ----- memories --------------------------------------------------------------------------
 
-    #[tracing::instrument(skip_all, fields(user = %user))]
+    #[tracing::instrument(level = "debug", skip_all, fields(user = %user))]
     pub async fn create_memory(&self, user: &UserId, new: NewMemory) -> DomainResult<Memory> {
         let memory = new.validate(Uuid::now_v7(), self.ports.clock.now())?;
         self.ports.memories.insert(user, &memory).await?;
@@ -280,7 +280,7 @@ impl Domain {
     }
 
     /// Stores a message in one of the user's conversations.
-    #[tracing::instrument(skip(self, new), fields(user = %user))]
+    #[tracing::instrument(level = "debug", skip(self, new), fields(user = %user))]
     pub async fn append_message(
         &self,
         user: &UserId,

@@ -8,8 +8,10 @@ pub mod extract;
 mod health;
 mod me;
 mod memories;
+pub mod metrics;
 pub mod middleware;
 mod tasks;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -21,17 +23,22 @@ use crate::auth::TokenVerifier;
 use crate::domain::ports::HealthCheck;
 use crate::domain::{Domain, DomainError};
 use error::ApiError;
+pub use webhooks::WebhookSecret;
 
 /// What handlers share, injected at start.
 pub struct AppState {
     pub domain: Domain,
     pub verifier: Arc<dyn TokenVerifier>,
     pub health: Vec<Arc<dyn HealthCheck>>,
+    /// `CLERK_WEBHOOK_SECRET`; unset = the webhook route answers 404.
+    pub webhook_secret: Option<WebhookSecret>,
 }
 
 /// Every route of the server.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     health::routes(cfg);
+    cfg.route("/metrics", web::get().to(metrics::render));
+    webhooks::routes(cfg);
     cfg.service(
         web::scope("/v1")
             .configure(me::routes)

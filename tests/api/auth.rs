@@ -83,6 +83,7 @@ async fn clerk_app(server: &MockServer, parties: Vec<String>) -> TestApp {
         },
         Secrets {
             clerk_secret_key: Some("sk_test_local".into()),
+            ..Default::default()
         },
     )
     .await
@@ -286,4 +287,50 @@ async fn clerk_tokens_verified_against_a_pem_key_without_network() {
         )),
     )
     .await;
+}
+
+#[tokio::test]
+async fn an_unknown_kid_refreshes_the_jwks_for_rotated_keys() {
+    let server = MockServer::start().await;
+    // The first fetch knows key 1 only; after rotation the JWKS serves key 2.
+    Mock::given(method("GET"))
+        .and(path("/v1/jwks"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(JWKS_1, "application/json"))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/jwks"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_raw(include_str!("../fixtures/jwks-2.json"), "application/json"),
+        )
+        .mount(&server)
+        .await;
+    let uri = server.uri();
+    let app = spawn_app_with(
+        move |c| {
+            c.auth.mode = AuthMode::Clerk;
+            c.auth.clerk.api_url = uri;
+            c.auth.clerk.jwks_min_refresh_secs = 0;
+        },
+        Secrets {
+            clerk_secret_key: Some("sk_test_local".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let old = sign(KEY_1, "test-key-1", &claims("user_1"));
+    assert_eq!(
+        status_with(&app, Some(&format!("Bearer {old}"))).await.0,
+        StatusCode::OK
+    );
+    let rotated = sign(KEY_2, "test-key-2", &claims("user_1"));
+    assert_eq!(
+        status_with(&app, Some(&format!("Bearer {rotated}")))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
 }

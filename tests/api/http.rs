@@ -128,3 +128,39 @@ async fn a_dead_database_is_503_with_retry_after_and_readyz_says_so() {
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(ready.body["database"], "down");
 }
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_pattern() {
+    let app = spawn_app().await;
+    let task = app.create_task("alice", json!({"title": "t"})).await;
+    app.get(
+        &format!("/v1/tasks/{}", task["id"].as_str().unwrap()),
+        "alice",
+    )
+    .await;
+    app.get("/v1/tasks/not-a-uuid", "alice").await;
+    let res = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = res.text().await.unwrap();
+    assert!(
+        text.contains(
+            r#"pixie_http_requests_total{method="POST",route="/v1/tasks",status="201"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(text.contains(
+        r#"pixie_http_requests_total{method="GET",route="/v1/tasks/{id}",status="200"} 1"#
+    ));
+    assert!(text.contains(
+        r#"pixie_http_requests_total{method="GET",route="/v1/tasks/{id}",status="400"} 1"#
+    ));
+    // Raw paths never become labels.
+    assert!(!text.contains(task["id"].as_str().unwrap()));
+    assert!(text.contains("pixie_http_request_duration_seconds_bucket"));
+}

@@ -11,3 +11,4 @@ mod memories;
 mod migrations;
 mod startup;
 mod tasks;
+mod webhooks;

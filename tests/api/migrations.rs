@@ -20,6 +20,11 @@ fn schema(conn: &mut PgConnection) -> Vec<String> {
           FROM pg_constraint WHERE connamespace = 'public'::regnamespace
         UNION ALL
         SELECT indexdef FROM pg_indexes WHERE schemaname = 'public'
+        UNION ALL
+        SELECT 'trigger ' || event_object_table || ' ' || trigger_name || ' ' || event_manipulation
+          FROM information_schema.triggers WHERE trigger_schema = 'public'
+        UNION ALL
+        SELECT 'function ' || proname FROM pg_proc WHERE pronamespace = 'public'::regnamespace
         ORDER BY 1";
     diesel::sql_query(sql)
         .load::<Line>(conn)
@@ -64,6 +69,13 @@ fn migrations_run_up_down_and_up_again() {
         "messages_user_client_id_key",
     ] {
         assert!(first.iter().any(|l| l.contains(index)), "{index} missing");
+    }
+    // The outbox triggers of every indexed table.
+    for table in ["tasks", "events", "memories", "messages"] {
+        assert!(
+            first.iter().any(|l| l.starts_with(&format!("trigger {table} {table}_vector_outbox"))),
+            "{table} has no outbox trigger"
+        );
     }
     // Nothing left to apply.
     assert!(pixie::db::migrate(&mut conn).unwrap().is_empty());
