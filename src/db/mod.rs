@@ -8,6 +8,7 @@ mod models;
 mod repos;
 pub mod schema;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
@@ -17,6 +18,7 @@ use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::{Connection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use tokio::sync::Semaphore;
 
 use crate::domain::DomainError;
 use crate::domain::ports::HealthCheck;
@@ -149,11 +151,21 @@ pub fn pool(settings: &DbSettings) -> anyhow::Result<PgPool> {
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// One permit per pooled connection: requests queue here, asynchronously, rather than as
+    /// blocked threads waiting inside the pool.
+    permits: Arc<Semaphore>,
+    acquire_timeout: Duration,
 }
 
 impl PgStore {
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        let size = pool.max_size() as usize;
+        let acquire_timeout = pool.connection_timeout();
+        Self {
+            pool,
+            permits: Arc::new(Semaphore::new(size)),
+            acquire_timeout,
+        }
     }
 
     /// Runs blocking diesel code on a pooled connection, off the async workers.
@@ -162,8 +174,18 @@ impl PgStore {
         T: Send + 'static,
         F: FnOnce(&mut PgConnection) -> Result<T, DbError> + Send + 'static,
     {
+        let permit =
+            tokio::time::timeout(self.acquire_timeout, self.permits.clone().acquire_owned())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .ok_or_else(|| {
+                    tracing::warn!("every database connection is busy");
+                    DomainError::Unavailable("the database is busy".into())
+                })?;
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let mut conn = pool.get().map_err(|e| {
                 tracing::warn!(error = %e, "no database connection");
                 DomainError::Unavailable("the database is unavailable".into())

@@ -73,7 +73,9 @@ fn migrations_run_up_down_and_up_again() {
     // The outbox triggers of every indexed table.
     for table in ["tasks", "events", "memories", "messages"] {
         assert!(
-            first.iter().any(|l| l.starts_with(&format!("trigger {table} {table}_vector_outbox"))),
+            first
+                .iter()
+                .any(|l| l.starts_with(&format!("trigger {table} {table}_vector_outbox"))),
             "{table} has no outbox trigger"
         );
     }
