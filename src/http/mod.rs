@@ -10,6 +10,7 @@ mod me;
 mod memories;
 pub mod metrics;
 pub mod middleware;
+pub mod openapi;
 mod tasks;
 mod webhooks;
 
@@ -37,7 +38,8 @@ pub struct AppState {
 /// Every route of the server.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     health::routes(cfg);
-    cfg.route("/metrics", web::get().to(metrics::render));
+    cfg.route("/metrics", web::get().to(metrics::render))
+        .route("/openapi.json", web::get().to(openapi::serve));
     webhooks::routes(cfg);
     cfg.service(
         web::scope("/v1")
