@@ -110,6 +110,21 @@ pub fn document() -> Value {
         query("dueAfter", time(), "due strictly after"),
     ];
     task_list_params.extend(paging());
+    // The writable fields, shared by the create and patch bodies.
+    let task_fields = json!({
+        "title": {"type": "string", "minLength": 1, "maxLength": 500},
+        "description": {"type": ["string", "null"], "maxLength": 10000},
+        "project": {"type": ["string", "null"], "maxLength": 100},
+        "status": task_status,
+        "priority": priority,
+        "dueAt": nullable_time()
+    });
+    let event_fields = json!({
+        "title": {"type": "string", "minLength": 1, "maxLength": 500},
+        "description": nullable("string"), "location": nullable("string"),
+        "startAt": time(), "endAt": time(), "isAllDay": {"type": "boolean", "default": false},
+        "recurrence": nullable("string")
+    });
     let mut event_list_params = vec![
         query(
             "from",
@@ -222,25 +237,11 @@ pub fn document() -> Value {
                 },
                 "TaskCreate": {
                     "type": "object", "required": ["title"], "additionalProperties": false,
-                    "properties": {
-                        "title": {"type": "string", "minLength": 1, "maxLength": 500},
-                        "description": {"type": ["string", "null"], "maxLength": 10000},
-                        "project": {"type": ["string", "null"], "maxLength": 100},
-                        "status": {"enum": ["pending", "in_progress", "completed", "cancelled"]},
-                        "priority": {"enum": ["low", "medium", "high", "urgent", null]},
-                        "dueAt": nullable_time()
-                    }
+                    "properties": task_fields
                 },
                 "TaskPatch": {
                     "type": "object", "additionalProperties": false,
-                    "properties": {
-                        "title": {"type": "string", "minLength": 1, "maxLength": 500},
-                        "description": {"type": ["string", "null"], "maxLength": 10000},
-                        "project": {"type": ["string", "null"], "maxLength": 100},
-                        "status": {"enum": ["pending", "in_progress", "completed", "cancelled"]},
-                        "priority": {"enum": ["low", "medium", "high", "urgent", null]},
-                        "dueAt": nullable_time()
-                    }
+                    "properties": task_fields
                 },
                 "Event": {
                     "type": "object",
@@ -256,21 +257,11 @@ pub fn document() -> Value {
                 },
                 "EventCreate": {
                     "type": "object", "required": ["title", "startAt", "endAt"], "additionalProperties": false,
-                    "properties": {
-                        "title": {"type": "string", "minLength": 1, "maxLength": 500},
-                        "description": nullable("string"), "location": nullable("string"),
-                        "startAt": time(), "endAt": time(), "isAllDay": {"type": "boolean", "default": false},
-                        "recurrence": nullable("string")
-                    }
+                    "properties": event_fields
                 },
                 "EventPatch": {
                     "type": "object", "additionalProperties": false,
-                    "properties": {
-                        "title": {"type": "string", "minLength": 1, "maxLength": 500},
-                        "description": nullable("string"), "location": nullable("string"),
-                        "startAt": time(), "endAt": time(), "isAllDay": {"type": "boolean"},
-                        "recurrence": nullable("string")
-                    }
+                    "properties": event_fields
                 },
                 "Memory": {
                     "type": "object", "required": ["id", "content", "type", "createdAt"],
