@@ -5,6 +5,7 @@
 //! - [`http`]: the REST edge (actix-web); [`auth`]: who is calling (Clerk or dev tokens).
 //! - [`app`]: wiring; [`config`]: settings.
 
+pub mod ai;
 pub mod app;
 pub mod auth;
 pub mod config;
