@@ -9,12 +9,18 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
 
+use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
+
+use crate::ai::setup::{self as ai_setup, AiSecrets};
+use crate::ai::vector::VectorStore;
 use crate::auth;
 use crate::config::Config;
 use crate::db::{self, PgStore};
 use crate::domain::bus::InProcessBus;
-use crate::domain::ports::SystemClock;
-use crate::domain::{Domain, Ports};
+use crate::domain::indexer::{Indexer, IndexerSettings};
+use crate::domain::ports::{HealthCheck, SystemClock};
+use crate::domain::{Domain, Ports, Settings};
 use crate::http::error::error_body;
 use crate::http::{self, AppState, WebhookSecret};
 
@@ -23,6 +29,7 @@ use crate::http::{self, AppState, WebhookSecret};
 pub struct Secrets {
     pub clerk_secret_key: Option<String>,
     pub clerk_webhook_secret: Option<String>,
+    pub ai: AiSecrets,
 }
 
 impl Secrets {
@@ -31,7 +38,33 @@ impl Secrets {
         Self {
             clerk_secret_key: read("CLERK_SECRET_KEY"),
             clerk_webhook_secret: read("CLERK_WEBHOOK_SECRET"),
+            ai: AiSecrets {
+                anthropic_api_key: read("ANTHROPIC_API_KEY"),
+                openai_api_key: read("OPENAI_API_KEY"),
+                qdrant_api_key: read("QDRANT_API_KEY"),
+            },
         }
+    }
+}
+
+/// Components a caller (a test, an embedding program) supplies instead of building them from
+/// the configuration.
+#[derive(Default, Clone)]
+pub struct Overrides {
+    pub vector_store: Option<Arc<dyn VectorStore>>,
+}
+
+/// `/readyz` entry of the vector store.
+struct VectorHealth(Arc<dyn VectorStore>);
+
+#[async_trait]
+impl HealthCheck for VectorHealth {
+    fn name(&self) -> &'static str {
+        "vector_store"
+    }
+
+    async fn is_healthy(&self) -> bool {
+        self.0.is_healthy().await
     }
 }
 
@@ -42,6 +75,7 @@ impl std::fmt::Debug for Secrets {
                 "clerk_secret_key",
                 &self.clerk_secret_key.as_ref().map(|_| "***"),
             )
+            .field("ai", &self.ai)
             .finish()
     }
 }
@@ -50,11 +84,20 @@ pub struct Application {
     server: Server,
     addr: SocketAddr,
     domain: Domain,
+    stop_background: CancellationToken,
 }
 
 impl Application {
     /// Prepares the database (create if missing, migrate), wires the components and binds.
     pub async fn build(config: Config, secrets: Secrets) -> anyhow::Result<Self> {
+        Self::build_with(config, secrets, Overrides::default()).await
+    }
+
+    pub async fn build_with(
+        config: Config,
+        secrets: Secrets,
+        overrides: Overrides,
+    ) -> anyhow::Result<Self> {
         let started = Instant::now();
         config.validate()?;
         let verifier = auth::verifier(&config.auth, secrets.clerk_secret_key.clone())?;
@@ -75,19 +118,59 @@ impl Application {
             tracing::info!(migrations = ?applied, "applied database migrations");
         }
         let store = Arc::new(PgStore::new(db::pool(&settings)?));
-        let domain = Domain::new(Ports {
-            users: store.clone(),
-            tasks: store.clone(),
-            events: store.clone(),
-            memories: store.clone(),
-            conversations: store.clone(),
-            bus: Arc::new(InProcessBus::default()),
-            clock: Arc::new(SystemClock),
-        });
+        let ai = ai_setup::build(
+            &config.ai,
+            &config.embeddings,
+            &config.vector,
+            &config.server.data_dir,
+            &secrets.ai,
+            overrides.vector_store,
+        )
+        .await?;
+        let domain = Domain::new(
+            Ports {
+                users: store.clone(),
+                tasks: store.clone(),
+                events: store.clone(),
+                memories: store.clone(),
+                conversations: store.clone(),
+                outbox: store.clone(),
+                assistant: ai.assistant.clone(),
+                index: ai.index.clone(),
+                bus: Arc::new(InProcessBus::default()),
+                clock: Arc::new(SystemClock),
+            },
+            Settings {
+                timezone: config.ai.tz()?,
+                history_messages: config.ai.history_messages,
+                context_items: config.ai.context_items,
+                recall_limit: config.ai.recall_limit,
+            },
+        );
+        let stop_background = CancellationToken::new();
+        let indexer = Indexer {
+            outbox: store.clone(),
+            index: ai.index.clone(),
+            wake: domain.index_signal(),
+            settings: IndexerSettings {
+                batch_size: config.vector.outbox_batch,
+                poll_interval: std::time::Duration::from_millis(config.vector.outbox_poll_ms),
+                max_retry_delay: std::time::Duration::from_secs(
+                    config.vector.outbox_max_retry_secs,
+                ),
+                ..IndexerSettings::default()
+            },
+        };
+        if config.vector.outbox_worker {
+            tokio::spawn(indexer.run(stop_background.clone()));
+        } else {
+            tracing::info!("vector.outbox_worker = false: another instance indexes");
+        }
         let state = web::Data::new(AppState {
             domain: domain.clone(),
             verifier,
-            health: vec![store],
+            health: vec![store, Arc::new(VectorHealth(ai.store.clone()))],
+            llm_configured: ai.provider_name != "offline",
             webhook_secret,
         });
 
@@ -114,6 +197,8 @@ impl Application {
         tracing::info!(
             %addr,
             auth = ?config.auth.mode,
+            llm = ai.provider_name,
+            vector_store = ai.store.name(),
             startup_ms = started.elapsed().as_millis() as u64,
             "pixie listening on http://{addr}"
         );
@@ -126,6 +211,7 @@ impl Application {
             server,
             addr,
             domain,
+            stop_background,
         })
     }
 
@@ -140,7 +226,9 @@ impl Application {
 
     /// Serves until SIGINT/SIGTERM, then lets in-flight requests finish within the grace period.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let result = self.server.await;
+        self.stop_background.cancel();
+        result
     }
 
     /// A handle to stop the server from elsewhere.
@@ -151,4 +239,41 @@ impl Application {
 
 async fn not_found() -> HttpResponse {
     HttpResponse::NotFound().json(error_body("not_found", "no such route", None))
+}
+
+/// Rebuilds the vector store from PostgreSQL: drops the collection, creates it for the
+/// configured embedder, and indexes every task, event, memory and message. `total` is told
+/// how many documents there are, `progress` how many are done.
+pub async fn reindex(
+    config: &Config,
+    secrets: &Secrets,
+    total: impl FnOnce(u64),
+    progress: impl FnMut(u64),
+) -> anyhow::Result<u64> {
+    let settings = config.database.settings();
+    {
+        let settings = settings.clone();
+        tokio::task::spawn_blocking(move || db::prepare(&settings))
+            .await
+            .context("database preparation task failed")??;
+    }
+    let store = PgStore::new(db::pool(&settings)?);
+    let embedder = ai_setup::embedder(&config.embeddings, &secrets.ai)?;
+    let vectors = ai_setup::vector_store(
+        &config.vector,
+        &config.server.data_dir,
+        &secrets.ai,
+        embedder.dimension(),
+        true,
+    )
+    .await?;
+    let index = crate::ai::index::VectorIndex::new(embedder, vectors);
+    let mut count = 0u64;
+    for kind in crate::domain::assistant::DocKind::ALL {
+        count +=
+            u64::try_from(crate::domain::ports::Outbox::count(&store, kind).await?).unwrap_or(0);
+    }
+    total(count);
+    let done = Indexer::reindex_all(&store, &index, 256, progress).await?;
+    Ok(done)
 }

@@ -18,6 +18,9 @@ pub struct Config {
     pub server: ServerConfig,
     pub database: DatabaseConfig,
     pub auth: AuthConfig,
+    pub ai: AiConfig,
+    pub embeddings: EmbeddingsConfig,
+    pub vector: VectorConfig,
     pub log: LogConfig,
 }
 
@@ -122,6 +125,150 @@ impl Default for ClerkConfig {
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+pub enum AiProvider {
+    /// The built-in intent parser: no key, no network.
+    #[default]
+    Offline,
+    Anthropic,
+    /// Any OpenAI-compatible Chat Completions server.
+    Openai,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AiConfig {
+    pub provider: AiProvider,
+    /// Model name; unset = the provider's default.
+    pub model: Option<String>,
+    /// API base URL; unset = the provider's public API.
+    pub base_url: Option<String>,
+    /// The user's time zone (IANA name): times without an offset are read in it.
+    pub timezone: String,
+    pub max_tool_rounds: usize,
+    pub max_tokens: u32,
+    pub connect_timeout_secs: u64,
+    /// Longest wait for the provider's first byte, and between two chunks of a stream.
+    pub request_timeout_secs: u64,
+    /// Retries of a call that failed before streaming (connect error, 429, 5xx).
+    pub max_retries: u32,
+    pub history_messages: u32,
+    pub context_items: u32,
+    pub recall_limit: usize,
+    pub context_budget_chars: usize,
+}
+
+impl Default for AiConfig {
+    fn default() -> Self {
+        Self {
+            provider: AiProvider::Offline,
+            model: None,
+            base_url: None,
+            timezone: "UTC".into(),
+            max_tool_rounds: 5,
+            max_tokens: 1024,
+            connect_timeout_secs: 10,
+            request_timeout_secs: 60,
+            max_retries: 2,
+            history_messages: 20,
+            context_items: 20,
+            recall_limit: 5,
+            context_budget_chars: 24_000,
+        }
+    }
+}
+
+impl AiConfig {
+    pub fn tz(&self) -> anyhow::Result<chrono_tz::Tz> {
+        self.timezone.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "ai.timezone: {:?} is not an IANA time zone (e.g. \"Europe/Berlin\")",
+                self.timezone
+            )
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmbeddingsProvider {
+    /// Deterministic feature hashing, no network.
+    #[default]
+    Local,
+    /// Any OpenAI-compatible `/v1/embeddings`.
+    Openai,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbeddingsConfig {
+    pub provider: EmbeddingsProvider,
+    pub model: Option<String>,
+    pub base_url: Option<String>,
+    /// Vector size; unset = 384 for `local`, 1536 for `openai`.
+    pub dimension: Option<usize>,
+    pub batch_size: usize,
+    pub request_timeout_secs: u64,
+}
+
+impl Default for EmbeddingsConfig {
+    fn default() -> Self {
+        Self {
+            provider: EmbeddingsProvider::Local,
+            model: None,
+            base_url: None,
+            dimension: None,
+            batch_size: 64,
+            request_timeout_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VectorBackend {
+    /// Qdrant Edge, in process, under `server.data_dir/vectors`.
+    #[default]
+    Edge,
+    /// A Qdrant server or cluster (gRPC) at `vector.url`.
+    Qdrant,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VectorConfig {
+    pub backend: VectorBackend,
+    /// Qdrant's gRPC URL (backend = "qdrant").
+    pub url: String,
+    pub collection: String,
+    pub timeout_secs: u64,
+    /// Run the outbox worker in this process (turn it off on instances that should not index;
+    /// at least one instance must).
+    pub outbox_worker: bool,
+    /// Outbox jobs indexed per batch.
+    pub outbox_batch: i64,
+    /// How often the outbox is polled for other instances' writes and due retries.
+    pub outbox_poll_ms: u64,
+    /// Longest wait between retries of a failing outbox job.
+    pub outbox_max_retry_secs: u64,
+}
+
+impl Default for VectorConfig {
+    fn default() -> Self {
+        Self {
+            backend: VectorBackend::Edge,
+            url: "http://localhost:6334".into(),
+            collection: "pixie".into(),
+            timeout_secs: 10,
+            outbox_worker: true,
+            outbox_batch: 64,
+            outbox_poll_ms: 1000,
+            outbox_max_retry_secs: 300,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
     Text,
@@ -214,6 +361,55 @@ impl Config {
             && !self.auth.clerk.api_url.starts_with("http://")
         {
             problems.push("auth.clerk.api_url must be an http(s) URL".to_owned());
+        }
+        if let Err(e) = self.ai.tz() {
+            problems.push(e.to_string());
+        }
+        if self.ai.max_tool_rounds == 0 || self.ai.max_tool_rounds > 20 {
+            problems.push("ai.max_tool_rounds must be 1 to 20".to_owned());
+        }
+        if self.ai.max_tokens == 0 {
+            problems.push("ai.max_tokens must be at least 1".to_owned());
+        }
+        if self.ai.connect_timeout_secs == 0 || self.ai.request_timeout_secs == 0 {
+            problems.push(
+                "ai.connect_timeout_secs and ai.request_timeout_secs must be at least 1".to_owned(),
+            );
+        }
+        if self.ai.recall_limit > 50 {
+            problems.push("ai.recall_limit must be at most 50".to_owned());
+        }
+        for (key, url) in [
+            ("ai.base_url", self.ai.base_url.as_deref()),
+            ("embeddings.base_url", self.embeddings.base_url.as_deref()),
+            ("vector.url", Some(self.vector.url.as_str())),
+        ] {
+            if let Some(url) = url
+                && url::Url::parse(url).map_or(true, |u| !matches!(u.scheme(), "http" | "https"))
+            {
+                problems.push(format!("{key} must be an http(s) URL"));
+            }
+        }
+        if self.embeddings.dimension == Some(0) || self.embeddings.dimension > Some(65_536) {
+            problems.push("embeddings.dimension must be 1 to 65536".to_owned());
+        }
+        if self.embeddings.batch_size == 0 || self.embeddings.batch_size > 2048 {
+            problems.push("embeddings.batch_size must be 1 to 2048".to_owned());
+        }
+        if self.vector.collection.is_empty()
+            || !self
+                .vector
+                .collection
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            problems.push("vector.collection must be letters, digits, _ or -".to_owned());
+        }
+        if self.vector.outbox_batch < 1 || self.vector.outbox_batch > 1000 {
+            problems.push("vector.outbox_batch must be 1 to 1000".to_owned());
+        }
+        if self.vector.outbox_poll_ms < 10 {
+            problems.push("vector.outbox_poll_ms must be at least 10".to_owned());
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             problems.push(format!("log.level is not a valid filter: {e}"));
@@ -316,6 +512,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("auth.mode"), "{err}");
+        let err = load("[ai]\ntimezone = \"Mars/Olympus\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ai.timezone"), "{err}");
+        let err = load("", &[("AI__PROVIDER", "gpt")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ai.provider"), "{err}");
+        let err = load("[vector]\nurl = \"localhost\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("vector.url"), "{err}");
     }
 
     #[test]

@@ -33,6 +33,9 @@ enum Command {
     Migrate,
     /// Load and validate the configuration, then exit.
     CheckConfig,
+    /// Rebuild the vector store from PostgreSQL (drops and re-creates the collection; with
+    /// vector.backend = "edge", stop the server first: the store belongs to one process).
+    Reindex,
 }
 
 fn main() -> ExitCode {
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
             }
         }),
         Command::CheckConfig => check_config(&config),
+        Command::Reindex => reindex(&config),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -82,6 +86,27 @@ fn check_config(config: &Config) -> anyhow::Result<()> {
         pixie::http::WebhookSecret::parse(&secret)?;
     }
     println!("configuration is valid");
+    Ok(())
+}
+
+fn reindex(config: &Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} reindexing [{bar:40}] {pos}/{len} documents ({per_sec}, {eta} left)",
+        )?
+        .progress_chars("=> "),
+    );
+    let done = runtime.block_on(pixie::app::reindex(
+        config,
+        &Secrets::from_env(),
+        |total| bar.set_length(total),
+        |done| bar.set_position(done),
+    ))?;
+    bar.finish_and_clear();
+    println!("reindexed {done} documents");
     Ok(())
 }
 

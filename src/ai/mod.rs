@@ -1,4 +1,12 @@
 //! The AI half: LLM orchestration, embeddings and vector memory. It never imports `db`; the
-//! domain reaches it through ports. Built up over the AI issue; so far: the embedders.
+//! domain reaches it through the ports of `domain::assistant`.
 
 pub mod embed;
+pub mod index;
+pub mod llm;
+pub mod offline;
+pub mod orchestrator;
+pub mod providers;
+pub mod setup;
+pub mod tools;
+pub mod vector;

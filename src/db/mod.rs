@@ -5,6 +5,7 @@
 //! architecture section for why.
 
 mod models;
+mod outbox;
 mod repos;
 pub mod schema;
 

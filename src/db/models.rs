@@ -222,6 +222,7 @@ pub struct MessageRow {
     pub tool_calls: serde_json::Value,
     pub client_message_id: Option<String>,
     pub created_at: DateTime<Utc>,
+    pub reply_to: Option<Uuid>,
 }
 
 impl MessageRow {
@@ -235,6 +236,7 @@ impl MessageRow {
             tool_calls: serde_json::to_value(&m.tool_calls).map_err(anyhow::Error::from)?,
             client_message_id: m.client_message_id.clone(),
             created_at: m.created_at,
+            reply_to: m.reply_to,
         })
     }
 }
@@ -252,6 +254,7 @@ impl TryFrom<MessageRow> for Message {
             tool_calls,
             client_message_id: row.client_message_id,
             created_at: row.created_at,
+            reply_to: row.reply_to,
         })
     }
 }

@@ -529,6 +529,62 @@ impl ConversationRepository for PgStore {
         .await
     }
 
+    async fn insert_with_message(
+        &self,
+        user: &UserId,
+        conversation: &Conversation,
+        message: &Message,
+    ) -> DomainResult<()> {
+        let conversation = ConversationRow::new(user, conversation);
+        let message = MessageRow::new(user, message)?;
+        self.run(move |conn| {
+            write_as(conn, &message.user_id.clone(), |conn| {
+                conn.transaction(|conn| {
+                    diesel::insert_into(conversations::table)
+                        .values(&conversation)
+                        .execute(conn)?;
+                    diesel::insert_into(messages::table)
+                        .values(&message)
+                        .execute(conn)?;
+                    Ok(())
+                })
+            })
+        })
+        .await
+    }
+
+    async fn find_turn(
+        &self,
+        user: &UserId,
+        client_message_id: &str,
+    ) -> DomainResult<Option<(Message, Option<Message>)>> {
+        let user = owned(user);
+        let client_message_id = client_message_id.to_owned();
+        self.run(move |conn| {
+            let Some(sent) = messages::table
+                .filter(
+                    messages::user_id
+                        .eq(&user)
+                        .and(messages::client_message_id.eq(&client_message_id)),
+                )
+                .select(MessageRow::as_select())
+                .first::<MessageRow>(conn)
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            let reply = messages::table
+                .filter(messages::reply_to.eq(sent.id))
+                .select(MessageRow::as_select())
+                .first::<MessageRow>(conn)
+                .optional()?
+                .map(Message::try_from)
+                .transpose()?;
+            Ok(Some((Message::try_from(sent)?, reply)))
+        })
+        .await
+    }
+
     async fn list_messages(
         &self,
         user: &UserId,

@@ -47,6 +47,7 @@ diesel::table! {
         tool_calls -> Jsonb,
         client_message_id -> Nullable<Text>,
         created_at -> Timestamptz,
+        reply_to -> Nullable<Uuid>,
     }
 }
 

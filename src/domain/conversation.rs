@@ -106,6 +106,9 @@ pub struct Message {
     pub tool_calls: Vec<ToolCall>,
     pub client_message_id: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// For an assistant message: the user message it answers. Internal (not in the API).
+    #[serde(skip)]
+    pub reply_to: Option<Uuid>,
 }
 
 impl Message {
@@ -124,6 +127,7 @@ pub struct NewMessage {
     pub content: String,
     pub tool_calls: Vec<ToolCall>,
     pub client_message_id: Option<String>,
+    pub reply_to: Option<Uuid>,
 }
 
 impl NewMessage {
@@ -164,6 +168,7 @@ impl NewMessage {
             tool_calls: self.tool_calls,
             client_message_id: self.client_message_id,
             created_at: now,
+            reply_to: self.reply_to,
         })
     }
 }

@@ -83,6 +83,9 @@ pub enum DomainError {
     /// A dependency (the database, a provider) is down or overloaded; nothing was half-written.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// A provider (the model, the embedder) answered with an error or with nonsense.
+    #[error("bad gateway: {0}")]
+    BadGateway(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }

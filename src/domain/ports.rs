@@ -1,10 +1,13 @@
 //! The ports the domain needs from the outside: storage, the event bus and the clock. `db`
 //! implements the repositories; tests and other backends can supply their own.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::assistant::{DocKind, Document};
 use super::conversation::{Conversation, ConversationQuery, Message, MessageQuery};
 use super::error::DomainResult;
 use super::event::{Event, EventRange};
@@ -97,6 +100,19 @@ pub trait ConversationRepository: Send + Sync {
         user: &UserId,
         message: &Message,
     ) -> DomainResult<Option<Message>>;
+    /// Stores a new conversation and its first message in one transaction.
+    async fn insert_with_message(
+        &self,
+        user: &UserId,
+        conversation: &Conversation,
+        message: &Message,
+    ) -> DomainResult<()>;
+    /// The user's message sent with this client id, and the assistant message answering it.
+    async fn find_turn(
+        &self,
+        user: &UserId,
+        client_message_id: &str,
+    ) -> DomainResult<Option<(Message, Option<Message>)>>;
     /// Up to `limit + 1` messages of the conversation older than `before`, newest first;
     /// `None` when the conversation (or `before`) is not the user's.
     async fn list_messages(
@@ -129,4 +145,48 @@ impl Clock for SystemClock {
         let now = Utc::now();
         DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
     }
+}
+
+/// What a vector-outbox row asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutboxTarget {
+    /// Bring the document's vector in line with its row (upsert, or delete if it is gone).
+    Document(DocKind, Uuid),
+    /// Drop every vector of the user (the user was erased).
+    User,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxJob {
+    pub id: i64,
+    pub user: UserId,
+    pub target: OutboxTarget,
+    pub attempts: i32,
+}
+
+/// The vector outbox: rows added in the same transaction as every write of an indexed entity,
+/// drained by the indexer.
+#[async_trait]
+pub trait Outbox: Send + Sync {
+    /// Up to `limit` due jobs, oldest first, hidden from other workers for `lease` (a worker
+    /// that dies mid-batch leaves them to be picked up again when the lease ends).
+    async fn claim(&self, limit: i64, lease: Duration) -> DomainResult<Vec<OutboxJob>>;
+    /// The current documents of these entities; entities that no longer exist are left out.
+    async fn documents(&self, targets: &[(UserId, DocKind, Uuid)]) -> DomainResult<Vec<Document>>;
+    /// The jobs are done: removes them.
+    async fn complete(&self, ids: &[i64]) -> DomainResult<()>;
+    /// The jobs failed: counts an attempt, records the error and schedules them again after an
+    /// exponential backoff (with jitter, capped at `max_delay`).
+    async fn retry_later(&self, ids: &[i64], error: &str, max_delay: Duration) -> DomainResult<()>;
+    /// Jobs not yet done (due or waiting for a retry).
+    async fn pending(&self) -> DomainResult<i64>;
+    /// Every document of one kind, by id, after `after` (for rebuilding the index).
+    async fn scan(
+        &self,
+        kind: DocKind,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> DomainResult<Vec<Document>>;
+    /// Number of documents of one kind.
+    async fn count(&self, kind: DocKind) -> DomainResult<i64>;
 }

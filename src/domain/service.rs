@@ -4,8 +4,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tokio::sync::Notify;
 use uuid::Uuid;
 
+use super::assistant::{Assistant, DocKind, Recalled, SemanticIndex};
 use super::bus::{Change, DomainEvent, EventBus};
 use super::conversation::{
     Conversation, ConversationQuery, Message, MessageQuery, NewConversation, NewMessage,
@@ -15,7 +17,7 @@ use super::event::{Event, EventPatch, EventQuery, NewEvent};
 use super::memory::{Memory, MemoryQuery, NewMemory};
 use super::page::{Cursor, Page};
 use super::ports::{
-    Clock, ConversationRepository, EventRepository, MemoryRepository, TaskRepository,
+    Clock, ConversationRepository, EventRepository, MemoryRepository, Outbox, TaskRepository,
     UserRepository,
 };
 use super::task::{NewTask, Task, TaskPatch, TaskQuery};
@@ -33,22 +35,70 @@ pub struct Ports {
     pub events: Arc<dyn EventRepository>,
     pub memories: Arc<dyn MemoryRepository>,
     pub conversations: Arc<dyn ConversationRepository>,
+    pub outbox: Arc<dyn Outbox>,
+    pub assistant: Arc<dyn Assistant>,
+    pub index: Arc<dyn SemanticIndex>,
     pub bus: Arc<dyn EventBus>,
     pub clock: Arc<dyn Clock>,
 }
 
+/// The domain's own settings (from the `ai` section of the configuration).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The user's wall clock: tools read times without an offset in this zone.
+    pub timezone: chrono_tz::Tz,
+    /// Earlier messages of the conversation given to the model.
+    pub history_messages: u32,
+    /// Open tasks and upcoming events given to the model (each).
+    pub context_items: u32,
+    /// Recalled memories given to the model.
+    pub recall_limit: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            timezone: chrono_tz::UTC,
+            history_messages: 20,
+            context_items: 20,
+            recall_limit: 5,
+        }
+    }
+}
+
+/// Longest search query accepted.
+pub const SEARCH_QUERY_MAX: usize = 1_000;
+pub const SEARCH_LIMIT_MAX: usize = 50;
+
 #[derive(Clone)]
 pub struct Domain {
-    ports: Ports,
+    pub(crate) ports: Ports,
+    pub(crate) settings: Settings,
     known_users: Arc<KnownUsers>,
+    index_signal: Arc<Notify>,
 }
 
 impl Domain {
-    pub fn new(ports: Ports) -> Self {
+    pub fn new(ports: Ports, settings: Settings) -> Self {
         Self {
             ports,
+            settings,
             known_users: Arc::new(KnownUsers::new(Duration::from_secs(300), 100_000)),
+            index_signal: Arc::new(Notify::new()),
         }
+    }
+
+    /// Woken after every write that queued index work, so the indexer picks it up at once.
+    pub fn index_signal(&self) -> Arc<Notify> {
+        self.index_signal.clone()
+    }
+
+    pub(crate) fn signal_index(&self) {
+        self.index_signal.notify_one();
+    }
+
+    pub fn ports(&self) -> &Ports {
+        &self.ports
     }
 
     pub fn bus(&self) -> &Arc<dyn EventBus> {
@@ -87,6 +137,7 @@ impl Domain {
     pub async fn erase_user(&self, user: &UserId) -> DomainResult<bool> {
         self.known_users.remove(user);
         let erased = self.ports.users.erase(user).await?;
+        self.signal_index();
         tracing::info!(erased, "user erased");
         Ok(erased)
     }
@@ -97,6 +148,7 @@ impl Domain {
     pub async fn create_task(&self, user: &UserId, new: NewTask) -> DomainResult<Task> {
         let task = new.validate(Uuid::now_v7(), self.ports.clock.now())?;
         self.ports.tasks.insert(user, &task).await?;
+        self.signal_index();
         self.publish(user, Change::TaskCreated(task.clone()));
         Ok(task)
     }
@@ -128,6 +180,7 @@ impl Domain {
             .update(user, id, Box::new(move |task| patch.apply(task, now)))
             .await?
             .ok_or(DomainError::NotFound)?;
+        self.signal_index();
         self.publish(user, Change::TaskUpdated(task.clone()));
         Ok(task)
     }
@@ -137,6 +190,7 @@ impl Domain {
         if !self.ports.tasks.delete(user, id).await? {
             return Err(DomainError::NotFound);
         }
+        self.signal_index();
         self.publish(user, Change::TaskDeleted(id));
         Ok(())
     }
@@ -147,6 +201,7 @@ impl Domain {
     pub async fn create_event(&self, user: &UserId, new: NewEvent) -> DomainResult<Event> {
         let event = new.validate(Uuid::now_v7(), self.ports.clock.now())?;
         self.ports.events.insert(user, &event).await?;
+        self.signal_index();
         self.publish(user, Change::EventCreated(event.clone()));
         Ok(event)
     }
@@ -209,6 +264,7 @@ impl Domain {
             .update(user, id, Box::new(move |event| patch.apply(event, now)))
             .await?
             .ok_or(DomainError::NotFound)?;
+        self.signal_index();
         self.publish(user, Change::EventUpdated(event.clone()));
         Ok(event)
     }
@@ -218,6 +274,7 @@ impl Domain {
         if !self.ports.events.delete(user, id).await? {
             return Err(DomainError::NotFound);
         }
+        self.signal_index();
         self.publish(user, Change::EventDeleted(id));
         Ok(())
     }
@@ -228,6 +285,7 @@ impl Domain {
     pub async fn create_memory(&self, user: &UserId, new: NewMemory) -> DomainResult<Memory> {
         let memory = new.validate(Uuid::now_v7(), self.ports.clock.now())?;
         self.ports.memories.insert(user, &memory).await?;
+        self.signal_index();
         Ok(memory)
     }
 
@@ -244,6 +302,7 @@ impl Domain {
         if !self.ports.memories.delete(user, id).await? {
             return Err(DomainError::NotFound);
         }
+        self.signal_index();
         Ok(())
     }
 
@@ -276,6 +335,7 @@ impl Domain {
         if !self.ports.conversations.delete(user, id).await? {
             return Err(DomainError::NotFound);
         }
+        self.signal_index();
         Ok(())
     }
 
@@ -321,6 +381,35 @@ impl Domain {
             items: rows,
             next_cursor,
         })
+    }
+}
+
+impl Domain {
+    /// Semantic search over the user's own tasks, events, memories and messages.
+    pub async fn search(
+        &self,
+        user: &UserId,
+        query: &str,
+        kinds: &[DocKind],
+        limit: usize,
+    ) -> DomainResult<Vec<Recalled>> {
+        let query = query.trim();
+        if query.is_empty() {
+            return Err(DomainError::invalid("q", "must not be empty"));
+        }
+        if query.chars().count() > SEARCH_QUERY_MAX {
+            return Err(DomainError::invalid(
+                "q",
+                format!("must be at most {SEARCH_QUERY_MAX} characters"),
+            ));
+        }
+        if limit == 0 || limit > SEARCH_LIMIT_MAX {
+            return Err(DomainError::invalid(
+                "limit",
+                format!("must be 1 to {SEARCH_LIMIT_MAX}"),
+            ));
+        }
+        Ok(self.ports.index.recall(user, query, kinds, limit).await?)
     }
 }
 

@@ -58,6 +58,7 @@ impl ResponseError for ApiError {
                 DomainError::Validation(_) => StatusCode::BAD_REQUEST,
                 DomainError::Conflict(_) => StatusCode::CONFLICT,
                 DomainError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                DomainError::BadGateway(_) => StatusCode::BAD_GATEWAY,
                 DomainError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
             Self::InvalidJson(_) => StatusCode::BAD_REQUEST,
@@ -77,6 +78,7 @@ impl ResponseError for ApiError {
                 ),
                 DomainError::Conflict(m) => ("conflict", m.clone(), None),
                 DomainError::Unavailable(m) => ("unavailable", m.clone(), None),
+                DomainError::BadGateway(m) => ("bad_gateway", m.clone(), None),
                 DomainError::Internal(cause) => {
                     // The cause goes to the log, never to the client.
                     tracing::error!(error = format!("{cause:#}"), "internal error");

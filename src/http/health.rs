@@ -24,10 +24,16 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     )
     .await;
     let ready = results.iter().all(|(_, ok)| *ok);
-    let report: Map<String, Value> = results
+    let mut report: Map<String, Value> = results
         .into_iter()
         .map(|(name, ok)| (name.to_owned(), json!(if ok { "ok" } else { "down" })))
         .collect();
+    let llm = if state.llm_configured {
+        "ok"
+    } else {
+        "unconfigured"
+    };
+    report.insert("llm".to_owned(), json!(llm));
     if ready {
         HttpResponse::Ok().json(report)
     } else {

@@ -1,6 +1,7 @@
 //! The REST edge: translates HTTP to domain calls and back. No business rules here.
 
 mod auth;
+mod chat;
 mod conversations;
 pub mod error;
 mod events;
@@ -11,6 +12,7 @@ mod memories;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;
+mod search;
 mod tasks;
 mod webhooks;
 
@@ -31,6 +33,9 @@ pub struct AppState {
     pub domain: Domain,
     pub verifier: Arc<dyn TokenVerifier>,
     pub health: Vec<Arc<dyn HealthCheck>>,
+    /// A model provider with a key (`llm: "ok"` in `/readyz`), or the offline parser
+    /// (`"unconfigured"`, which does not make the server unready).
+    pub llm_configured: bool,
     /// `CLERK_WEBHOOK_SECRET`; unset = the webhook route answers 404.
     pub webhook_secret: Option<WebhookSecret>,
 }
@@ -47,7 +52,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .configure(tasks::routes)
             .configure(events::routes)
             .configure(memories::routes)
-            .configure(conversations::routes),
+            .configure(conversations::routes)
+            .configure(chat::routes)
+            .configure(search::routes),
     );
 }
 

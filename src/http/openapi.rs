@@ -192,6 +192,39 @@ pub fn document() -> Value {
                         query("limit", json!({"type": "integer", "minimum": 1, "maximum": 200, "default": 50}), "page size")]),
                     None, 200, ok("a page", page_of("Message")))
             },
+            "/v1/chat": {
+                "post": {
+                    "summary": "One chat turn. With Accept: text/event-stream the turn streams as SSE events chat:message, chat:delta, chat:tool, then chat:done or chat:error (data: the Socket.IO payloads).",
+                    "security": [{ "bearer": [] }],
+                    "requestBody": json_body(r("ChatRequest")),
+                    "responses": {
+                        "200": {
+                            "description": "the stored turn (JSON), or its events (SSE)",
+                            "content": {
+                                "application/json": { "schema": r("ChatTurn") },
+                                "text/event-stream": { "schema": { "type": "string" } }
+                            }
+                        },
+                        "400": {"$ref": "#/components/responses/E400"},
+                        "401": {"$ref": "#/components/responses/E401"},
+                        "404": {"$ref": "#/components/responses/E404"},
+                        "409": {"$ref": "#/components/responses/E409"},
+                        "413": {"$ref": "#/components/responses/E413"},
+                        "500": {"$ref": "#/components/responses/E500"},
+                        "502": {"$ref": "#/components/responses/E502"},
+                        "503": {"$ref": "#/components/responses/E503"}
+                    }
+                }
+            },
+            "/v1/search": {
+                "get": op("Semantic search over the user's own tasks, events, memories and messages",
+                    json!([
+                        { "name": "q", "in": "query", "required": true, "schema": {"type": "string", "minLength": 1, "maxLength": 1000} },
+                        query("kinds", json!({"type": "string", "examples": ["task,memory"]}), "comma-separated kinds: task, event, memory, message (default: all)"),
+                        query("limit", json!({"type": "integer", "minimum": 1, "maximum": 50, "default": 10}), "results")
+                    ]),
+                    None, 200, ok("best first", r("SearchResults")))
+            },
             "/webhooks/clerk": {
                 "post": {
                     "summary": "Clerk webhook (Svix-signed); user.deleted erases the user",
@@ -211,7 +244,9 @@ pub fn document() -> Value {
                 "E400": ok("invalid_json or validation_failed (details: field → problem)", r("Error")),
                 "E401": ok("unauthenticated", r("Error")),
                 "E404": ok("not_found: unknown id, or another user's", r("Error")),
+                "E409": ok("conflict: the clientMessageId was used for another message", r("Error")),
                 "E413": ok("payload_too_large", r("Error")),
+                "E502": ok("bad_gateway: the model provider answered with an error; the user's message is stored", r("Error")),
                 "E500": ok("internal (details.requestId)", r("Error")),
                 "E503": ok("unavailable, with Retry-After", r("Error"))
             },
@@ -285,6 +320,25 @@ pub fn document() -> Value {
                     "type": "object", "required": ["id", "name", "arguments", "status", "result", "error"],
                     "properties": { "id": {"type": "string"}, "name": {"type": "string"}, "arguments": {"type": "object"},
                         "status": {"enum": ["ok", "error"]}, "result": {"type": ["object", "null"]}, "error": nullable("string") }
+                },
+                "ChatRequest": {
+                    "type": "object", "required": ["text"], "additionalProperties": false,
+                    "properties": {
+                        "conversationId": {"type": "string", "format": "uuid", "description": "omit to start a new conversation"},
+                        "clientMessageId": {"type": "string", "minLength": 1, "maxLength": 64, "description": "makes the turn idempotent"},
+                        "text": {"type": "string", "minLength": 1, "maxLength": 8000}
+                    }
+                },
+                "ChatTurn": {
+                    "type": "object", "required": ["conversationId", "userMessage", "assistantMessage"],
+                    "properties": { "conversationId": uuid(), "userMessage": r("Message"), "assistantMessage": r("Message") }
+                },
+                "SearchResults": {
+                    "type": "object", "required": ["items"],
+                    "properties": { "items": { "type": "array", "items": {
+                        "type": "object", "required": ["kind", "id", "score", "snippet"],
+                        "properties": { "kind": {"enum": ["task", "event", "memory", "message"]}, "id": uuid(),
+                            "score": {"type": "number"}, "snippet": {"type": "string"} } } } }
                 },
                 "Message": {
                     "type": "object", "required": ["id", "conversationId", "role", "content", "toolCalls", "clientMessageId", "createdAt"],

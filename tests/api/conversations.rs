@@ -4,7 +4,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{TestApp, spawn_app, spawn_app_without_indexer};
 
 async fn add_message(
     app: &TestApp,
@@ -23,6 +23,7 @@ async fn add_message(
                 content: text.to_owned(),
                 tool_calls: Vec::new(),
                 client_message_id: None,
+                reply_to: None,
             },
         )
         .await
@@ -176,6 +177,7 @@ async fn tool_calls_are_stored_with_the_message_and_client_ids_are_unique_per_us
         content: "add milk".into(),
         tool_calls: Vec::new(),
         client_message_id: Some(client_id.into()),
+        reply_to: None,
     };
     app.app_domain
         .append_message(&alice, conversation, user_message("c-1"))
@@ -205,6 +207,7 @@ async fn tool_calls_are_stored_with_the_message_and_client_ids_are_unique_per_us
                     error: None,
                 }],
                 client_message_id: None,
+                reply_to: None,
             },
         )
         .await
@@ -244,7 +247,7 @@ async fn tool_calls_are_stored_with_the_message_and_client_ids_are_unique_per_us
 
 #[tokio::test]
 async fn deleting_a_conversation_deletes_its_messages_and_their_vectors() {
-    let app = spawn_app().await;
+    let app = spawn_app_without_indexer().await;
     let cid = app.post("/v1/conversations", "alice", json!({})).await.body["id"]
         .as_str()
         .unwrap()

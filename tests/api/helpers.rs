@@ -7,10 +7,11 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use diesel::{Connection, PgConnection, RunQueryDsl};
-use pixie::app::{Application, Secrets};
+use pixie::app::{Application, Overrides, Secrets};
 use pixie::config::Config;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
+use uuid::Uuid;
 
 /// Where the test databases live: an admin URL (to the `postgres` database) and the template.
 struct TestServer {
@@ -204,6 +205,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub app_domain: pixie::domain::Domain,
     handle: actix_web::dev::ServerHandle,
+    pub data_dir: std::path::PathBuf,
     // Dropped last: the server must stop before its database goes.
     _db: TestDatabase,
 }
@@ -213,7 +215,27 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}, Secrets::default()).await
 }
 
+/// The server with no outbox worker: the outbox rows stay for the test to inspect.
+pub async fn spawn_app_without_indexer() -> TestApp {
+    spawn_app_with(|c| c.vector.outbox_worker = false, Secrets::default()).await
+}
+
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config), secrets: Secrets) -> TestApp {
+    spawn_app_full(tweak, secrets, Overrides::default()).await
+}
+
+/// A fresh directory for the embedded stores of one test server, removed when it stops.
+pub fn temp_dir(prefix: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}", Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("create a temp dir");
+    dir
+}
+
+pub async fn spawn_app_full(
+    tweak: impl FnOnce(&mut Config),
+    secrets: Secrets,
+    overrides: Overrides,
+) -> TestApp {
     let db = tokio::task::spawn_blocking(TestDatabase::migrated)
         .await
         .expect("create the test database");
@@ -224,8 +246,11 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config), secrets: Secrets) -
     config.database.url = db.url.clone();
     config.database.create_if_missing = false;
     config.database.pool_size = 4;
+    config.server.data_dir = temp_dir("pixie-test-data");
+    config.vector.outbox_poll_ms = 50;
     tweak(&mut config);
-    let app = Application::build(config, secrets)
+    let data_dir = config.server.data_dir.clone();
+    let app = Application::build_with(config, secrets, overrides)
         .await
         .expect("the application starts");
     let addr = app.local_addr();
@@ -237,6 +262,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config), secrets: Secrets) -
         client: reqwest::Client::new(),
         app_domain,
         handle,
+        data_dir,
         _db: db,
     }
 }
@@ -246,6 +272,7 @@ impl Drop for TestApp {
         // Stops accepting at once; the database is dropped with FORCE afterwards anyway.
         // The stop command is sent at once; the returned future only reports completion.
         drop(self.handle.stop(false));
+        let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }
 

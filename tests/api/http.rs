@@ -190,6 +190,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/conversations"),
     ("delete", "/v1/conversations/{id}"),
     ("get", "/v1/conversations/{id}/messages"),
+    ("post", "/v1/chat"),
+    ("get", "/v1/search"),
     ("post", "/webhooks/clerk"),
 ];
 

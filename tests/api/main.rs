@@ -2,6 +2,7 @@
 //! One test binary, so that it links once.
 
 mod auth;
+mod chat;
 mod conversations;
 mod events;
 mod helpers;
@@ -9,6 +10,9 @@ mod http;
 mod me;
 mod memories;
 mod migrations;
+mod providers;
+mod search;
 mod startup;
 mod tasks;
+mod vector_store;
 mod webhooks;

@@ -1,11 +1,11 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::spawn_app;
+use crate::helpers::spawn_app_without_indexer;
 
 #[tokio::test]
 async fn me_is_created_on_first_sight() {
-    let app = spawn_app().await;
+    let app = spawn_app_without_indexer().await;
     let me = app.get("/v1/me", "alice").await;
     assert_eq!(me.status, StatusCode::OK);
     assert_eq!(me.body["id"], "alice");
@@ -15,7 +15,7 @@ async fn me_is_created_on_first_sight() {
 
 #[tokio::test]
 async fn erasing_a_user_deletes_everything_of_theirs_only() {
-    let app = spawn_app().await;
+    let app = spawn_app_without_indexer().await;
     let task = app.create_task("alice", json!({"title": "t"})).await;
     app.create_event(
         "alice",

@@ -1,11 +1,11 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::spawn_app;
+use crate::helpers::spawn_app_without_indexer;
 
 #[tokio::test]
 async fn memories_are_created_listed_and_deleted_per_user() {
-    let app = spawn_app().await;
+    let app = spawn_app_without_indexer().await;
     let m = app
         .post(
             "/v1/memories",

@@ -15,6 +15,7 @@ fn config_for(url: &str) -> Config {
     config.server.bind = "127.0.0.1:0".parse().unwrap();
     config.server.workers = 1;
     config.database.url = url.to_owned();
+    config.server.data_dir = crate::helpers::temp_dir("pixie-startup");
     config
 }
 
@@ -132,11 +133,13 @@ fn the_binary_migrates_on_boot_and_serves_on_a_free_port() {
         "{}",
         String::from_utf8_lossy(&migrate.stderr)
     );
-    assert!(String::from_utf8_lossy(&migrate.stdout).contains("applied 1 migration"));
+    assert!(String::from_utf8_lossy(&migrate.stdout).contains("applied 2 migration"));
 
+    let data_dir = crate::helpers::temp_dir("pixie-binary");
     let mut child = pixie()
         .arg("serve")
         .env("PIXIE__DATABASE__URL", &url)
+        .env("PIXIE__SERVER__DATA_DIR", &data_dir)
         .env("PIXIE__SERVER__BIND", "127.0.0.1:0")
         .stderr(Stdio::piped())
         .spawn()
@@ -168,6 +171,102 @@ fn the_binary_migrates_on_boot_and_serves_on_a_free_port() {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().unwrap();
     TestDatabase::drop_by_url(&url);
+    let _ = std::fs::remove_dir_all(&data_dir);
     assert!(ok, "readyz never answered 200 at {addr}");
     assert!(status.success(), "exit status {status:?}");
+}
+
+async fn serve_once(url: &str, data_dir: &std::path::Path, work: impl AsyncFnOnce(String)) {
+    let mut config = config_for(url);
+    config.server.data_dir = data_dir.to_owned();
+    // Nothing is indexed while serving: only `pixie reindex` fills the store.
+    config.vector.outbox_worker = false;
+    let app = Application::build(config, Secrets::default())
+        .await
+        .unwrap();
+    let base = format!("http://{}", app.local_addr());
+    let handle = app.handle();
+    let server = tokio::spawn(app.run_until_stopped());
+    work(base).await;
+    handle.stop(true).await;
+    server.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn reindex_rebuilds_the_vector_store_from_the_database() {
+    let url = TestDatabase::missing_url();
+    let data_dir = crate::helpers::temp_dir("pixie-reindex");
+    let client = reqwest::Client::new();
+    serve_once(&url, &data_dir, async |base| {
+        for title in ["Renew the passport", "Buy a birthday present"] {
+            let created = client
+                .post(format!("{base}/v1/tasks"))
+                .bearer_auth("dev:alice")
+                .json(&serde_json::json!({ "title": title }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(created.status(), StatusCode::CREATED);
+        }
+        client
+            .post(format!("{base}/v1/memories"))
+            .bearer_auth("dev:bob")
+            .json(&serde_json::json!({ "content": "The passport office opens at 9" }))
+            .send()
+            .await
+            .unwrap();
+    })
+    .await;
+
+    let reindex = pixie()
+        .arg("reindex")
+        .env("PIXIE__DATABASE__URL", &url)
+        .env("PIXIE__SERVER__DATA_DIR", &data_dir)
+        .output()
+        .unwrap();
+    assert!(
+        reindex.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reindex.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&reindex.stdout);
+    assert!(stdout.contains("reindexed 3 documents"), "{stdout}");
+
+    serve_once(&url, &data_dir, async |base| {
+        let found: serde_json::Value = client
+            .get(format!("{base}/v1/search?q=passport"))
+            .bearer_auth("dev:alice")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let items = found["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "{found}");
+        assert_eq!(items[0]["snippet"], "Renew the passport");
+    })
+    .await;
+    TestDatabase::drop_by_url(&url);
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+#[tokio::test]
+async fn an_embedder_that_does_not_fit_the_vector_store_stops_the_start() {
+    let url = TestDatabase::missing_url();
+    let data_dir = crate::helpers::temp_dir("pixie-dimension");
+    serve_once(&url, &data_dir, async |_| {}).await;
+    let mut config = config_for(&url);
+    config.server.data_dir = data_dir.clone();
+    config.embeddings.dimension = Some(128);
+    let error = match Application::build(config, Secrets::default()).await {
+        Ok(_) => panic!("a 128-d embedder must not open a 384-d store"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        error.contains("384") && error.contains("128") && error.contains("pixie reindex"),
+        "{error}"
+    );
+    TestDatabase::drop_by_url(&url);
+    let _ = std::fs::remove_dir_all(&data_dir);
 }

@@ -1,11 +1,11 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, spawn_app_without_indexer};
 
 #[tokio::test]
 async fn create_get_update_delete_a_task() {
-    let app = spawn_app().await;
+    let app = spawn_app_without_indexer().await;
     let task = app
         .create_task(
             "alice",

@@ -38,7 +38,7 @@ async fn deliver(
 #[tokio::test]
 async fn user_deleted_webhook_erases_the_user() {
     let app = spawn_app_with(
-        |_| {},
+        |c| c.vector.outbox_worker = false,
         Secrets {
             clerk_webhook_secret: Some(SECRET.into()),
             ..Default::default()

@@ -1,0 +1,514 @@
+//! Chat turns: the user's message is stored (idempotently), the assistant runs with the user's
+//! context and tools, and its answer is stored. The same code serves `/v1/chat` (JSON and
+//! SSE) and the realtime edge; each edge turns [`ChatEvent`]s into its own wire format.
+
+use std::sync::Mutex;
+
+use chrono::Duration;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::assistant::{
+    DocKind, RecalledText, TurnContext, TurnObserver, TurnOutput, TurnProgress,
+};
+use super::conversation::{Conversation, Message, MessageQuery, NewMessage, Role, ToolCall};
+use super::error::{DomainError, DomainResult};
+use super::event::{EventQuery, EventRange};
+use super::page::PageRequest;
+use super::service::Domain;
+use super::task::{TaskFilter, TaskQuery, TaskStatus};
+use super::tools::DomainTools;
+use super::values::UserId;
+
+/// Conversation titles made from the first message are cut to about this many characters.
+const TITLE_FROM_TEXT_MAX: usize = 60;
+
+#[derive(Debug, Clone)]
+pub struct ChatRequest {
+    pub conversation_id: Option<Uuid>,
+    pub client_message_id: Option<String>,
+    pub text: String,
+}
+
+/// What happens during a turn, in order, as clients see it (`chat:*` events).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChatEvent {
+    /// A message was stored (the user's).
+    Message(Message),
+    Delta {
+        conversation_id: Uuid,
+        message_id: Uuid,
+        text: String,
+    },
+    Tool {
+        conversation_id: Uuid,
+        message_id: Uuid,
+        call: ToolCall,
+    },
+    Done {
+        conversation_id: Uuid,
+        message: Message,
+    },
+    Error {
+        conversation_id: Uuid,
+        client_message_id: Option<String>,
+        code: &'static str,
+        message: String,
+        retryable: bool,
+    },
+}
+
+impl ChatEvent {
+    /// The event name (`chat:delta`, …).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Message(_) => "chat:message",
+            Self::Delta { .. } => "chat:delta",
+            Self::Tool { .. } => "chat:tool",
+            Self::Done { .. } => "chat:done",
+            Self::Error { .. } => "chat:error",
+        }
+    }
+
+    /// The event payload, camelCase as clients expect.
+    pub fn payload(&self) -> Value {
+        match self {
+            Self::Message(message) => json!({ "message": message }),
+            Self::Delta {
+                conversation_id,
+                message_id,
+                text,
+            } => {
+                json!({ "conversationId": conversation_id, "messageId": message_id, "text": text })
+            }
+            Self::Tool {
+                conversation_id,
+                message_id,
+                call,
+            } => {
+                json!({ "conversationId": conversation_id, "messageId": message_id, "call": call })
+            }
+            Self::Done {
+                conversation_id,
+                message,
+            } => json!({ "conversationId": conversation_id, "message": message }),
+            Self::Error {
+                conversation_id,
+                client_message_id,
+                code,
+                message,
+                retryable,
+            } => json!({
+                "conversationId": conversation_id,
+                "clientMessageId": client_message_id,
+                "code": code,
+                "message": message,
+                "retryable": retryable,
+            }),
+        }
+    }
+}
+
+/// Receives a turn's events as they happen. Must not block.
+pub trait ChatListener: Send + Sync {
+    fn event(&self, event: ChatEvent);
+}
+
+/// Ignores every event (a caller that only wants the final result).
+pub struct NoListener;
+
+impl ChatListener for NoListener {
+    fn event(&self, _: ChatEvent) {}
+}
+
+/// A user message accepted for a turn.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub user_message: Message,
+    /// The stored answer when this is a retry of a turn that already finished.
+    pub answer: Option<Message>,
+    /// False when the message was stored by an earlier request with the same client id.
+    pub fresh: bool,
+}
+
+/// A finished turn.
+#[derive(Debug, Clone)]
+pub struct ChatTurn {
+    pub conversation_id: Uuid,
+    pub user_message: Message,
+    pub assistant_message: Message,
+}
+
+fn title_from(text: &str) -> String {
+    let line = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
+    if line.chars().count() <= TITLE_FROM_TEXT_MAX {
+        return line.to_owned();
+    }
+    let cut: String = line.chars().take(TITLE_FROM_TEXT_MAX).collect();
+    let cut = match cut.rfind(' ') {
+        Some(space) if space > TITLE_FROM_TEXT_MAX / 2 => &cut[..space],
+        _ => &cut,
+    };
+    format!("{}…", cut.trim_end())
+}
+
+/// Forwards progress to the listener and keeps what was produced, so that a failed turn can
+/// still store the tools it ran.
+struct Progress<'a> {
+    listener: &'a dyn ChatListener,
+    conversation_id: Uuid,
+    message_id: Uuid,
+    produced: Mutex<TurnOutput>,
+}
+
+impl TurnObserver for Progress<'_> {
+    fn progress(&self, progress: TurnProgress) {
+        let event = {
+            let mut produced = self.produced.lock().unwrap_or_else(|e| e.into_inner());
+            match progress {
+                TurnProgress::Delta(text) => {
+                    produced.text.push_str(&text);
+                    ChatEvent::Delta {
+                        conversation_id: self.conversation_id,
+                        message_id: self.message_id,
+                        text,
+                    }
+                }
+                TurnProgress::Tool(call) => {
+                    produced.tool_calls.push(call.clone());
+                    ChatEvent::Tool {
+                        conversation_id: self.conversation_id,
+                        message_id: self.message_id,
+                        call,
+                    }
+                }
+            }
+        };
+        self.listener.event(event);
+    }
+}
+
+impl Domain {
+    /// Stores the user's message, idempotently on its client id: a retry with the same id
+    /// and text returns the stored message (and its answer, if the turn finished); the same
+    /// id with another text is a conflict.
+    #[tracing::instrument(level = "debug", skip_all, fields(user = %user))]
+    pub async fn accept_message(
+        &self,
+        user: &UserId,
+        request: &ChatRequest,
+    ) -> DomainResult<Accepted> {
+        if let Some(accepted) = self.replay(user, request).await? {
+            return Ok(accepted);
+        }
+        let now = self.ports.clock.now();
+        let new = NewMessage {
+            role: Role::User,
+            content: request.text.clone(),
+            tool_calls: Vec::new(),
+            client_message_id: request.client_message_id.clone(),
+            reply_to: None,
+        };
+        let stored = match request.conversation_id {
+            Some(conversation) => {
+                let message = new.validate(Uuid::now_v7(), conversation, now)?;
+                self.ports
+                    .conversations
+                    .append_message(user, &message)
+                    .await
+                    .and_then(|m| m.ok_or(DomainError::NotFound))
+            }
+            None => {
+                let conversation = Conversation {
+                    id: Uuid::now_v7(),
+                    title: Some(title_from(&request.text)).filter(|t| !t.is_empty()),
+                    created_at: now,
+                    updated_at: now,
+                    last_message_at: Some(now),
+                };
+                let message = new.validate(Uuid::now_v7(), conversation.id, now)?;
+                self.ports
+                    .conversations
+                    .insert_with_message(user, &conversation, &message)
+                    .await
+                    .map(|()| message)
+            }
+        };
+        match stored {
+            Ok(user_message) => {
+                self.signal_index();
+                Ok(Accepted {
+                    user_message,
+                    answer: None,
+                    fresh: true,
+                })
+            }
+            // Another request with the same client id got there first.
+            Err(DomainError::Conflict(_)) => self
+                .replay(user, request)
+                .await?
+                .ok_or_else(|| DomainError::Conflict("clientMessageId is in use".into())),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn replay(&self, user: &UserId, request: &ChatRequest) -> DomainResult<Option<Accepted>> {
+        let Some(client_id) = request.client_message_id.as_deref() else {
+            return Ok(None);
+        };
+        let Some((sent, answer)) = self.ports.conversations.find_turn(user, client_id).await?
+        else {
+            return Ok(None);
+        };
+        let same_conversation = request
+            .conversation_id
+            .is_none_or(|c| c == sent.conversation_id);
+        if sent.content != request.text || !same_conversation {
+            return Err(DomainError::Conflict(
+                "this clientMessageId was already used for another message".into(),
+            ));
+        }
+        Ok(Some(Accepted {
+            user_message: sent,
+            answer,
+            fresh: false,
+        }))
+    }
+
+    /// Runs the assistant on an accepted message and stores its answer. Progress goes to the
+    /// listener; on failure the user's message stays stored (and the tools that ran are kept
+    /// in a partial assistant message).
+    #[tracing::instrument(level = "debug", skip_all, fields(user = %user))]
+    pub async fn run_turn(
+        &self,
+        user: &UserId,
+        user_message: &Message,
+        listener: &dyn ChatListener,
+        cancel: CancellationToken,
+    ) -> DomainResult<Message> {
+        let conversation_id = user_message.conversation_id;
+        let message_id = Uuid::now_v7();
+        let context = self.context(user, user_message).await?;
+        let tools = DomainTools {
+            domain: self.clone(),
+            user: user.clone(),
+            tz: self.settings.timezone,
+        };
+        let progress = Progress {
+            listener,
+            conversation_id,
+            message_id,
+            produced: Mutex::new(TurnOutput::default()),
+        };
+        let started = std::time::Instant::now();
+        let outcome = self
+            .ports
+            .assistant
+            .run_turn(context, &tools, &progress, cancel)
+            .await;
+        let produced = progress
+            .produced
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner());
+        let (output, failure) = match outcome {
+            Ok(output) => (output, None),
+            Err(e) => (produced, Some(e)),
+        };
+        tracing::info!(
+            conversation = %conversation_id,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            tools = output.tool_calls.len(),
+            cancelled = output.cancelled,
+            failed = failure.is_some(),
+            "chat turn"
+        );
+        // A failed turn that already changed something keeps a record of it; it does not
+        // count as the answer, so a retry runs the turn again.
+        if let Some(e) = failure.as_ref().filter(|_| output.tool_calls.is_empty()) {
+            return Err(self.turn_failed(listener, user_message, e.clone().into()));
+        }
+        let answer = NewMessage {
+            role: Role::Assistant,
+            content: output.text,
+            tool_calls: output.tool_calls,
+            client_message_id: None,
+            reply_to: failure.is_none().then_some(user_message.id),
+        }
+        .validate(message_id, conversation_id, self.ports.clock.now())?;
+        let stored = self
+            .ports
+            .conversations
+            .append_message(user, &answer)
+            .await
+            .and_then(|m| m.ok_or(DomainError::NotFound));
+        let message = match stored {
+            Ok(message) => message,
+            Err(e) => {
+                tracing::warn!(error = %e, "the assistant's answer could not be stored");
+                return Err(self.turn_failed(listener, user_message, e));
+            }
+        };
+        self.signal_index();
+        if let Some(e) = failure {
+            return Err(self.turn_failed(listener, user_message, e.into()));
+        }
+        listener.event(ChatEvent::Done {
+            conversation_id,
+            message: message.clone(),
+        });
+        Ok(message)
+    }
+
+    /// Tells the listener the turn failed; the user's message stays stored.
+    fn turn_failed(
+        &self,
+        listener: &dyn ChatListener,
+        user_message: &Message,
+        error: DomainError,
+    ) -> DomainError {
+        tracing::warn!(error = %error, "chat turn failed");
+        let (code, message) = match &error {
+            DomainError::Unavailable(m) => ("unavailable", m.clone()),
+            DomainError::BadGateway(m) => ("bad_gateway", m.clone()),
+            _ => ("internal", "the turn failed".to_owned()),
+        };
+        listener.event(ChatEvent::Error {
+            conversation_id: user_message.conversation_id,
+            client_message_id: user_message.client_message_id.clone(),
+            code,
+            message,
+            retryable: matches!(error, DomainError::Unavailable(_)),
+        });
+        error
+    }
+
+    /// A whole turn: accept, run (unless this retry already has its answer), answer.
+    pub async fn chat(
+        &self,
+        user: &UserId,
+        request: ChatRequest,
+        listener: &dyn ChatListener,
+        cancel: CancellationToken,
+    ) -> DomainResult<ChatTurn> {
+        let accepted = self.accept_message(user, &request).await?;
+        let user_message = accepted.user_message;
+        if accepted.fresh {
+            listener.event(ChatEvent::Message(user_message.clone()));
+        }
+        let assistant_message = match accepted.answer {
+            Some(answer) => {
+                listener.event(ChatEvent::Done {
+                    conversation_id: user_message.conversation_id,
+                    message: answer.clone(),
+                });
+                answer
+            }
+            None => self.run_turn(user, &user_message, listener, cancel).await?,
+        };
+        Ok(ChatTurn {
+            conversation_id: user_message.conversation_id,
+            user_message,
+            assistant_message,
+        })
+    }
+
+    /// What the model sees besides the message: recent history, open tasks, the coming
+    /// week's events and the memories closest to the message. Recall is best-effort: a
+    /// vector store that is down costs the turn its memories, not the turn.
+    async fn context(&self, user: &UserId, user_message: &Message) -> DomainResult<TurnContext> {
+        let now = self.ports.clock.now();
+        let history = self.list_messages(
+            user,
+            user_message.conversation_id,
+            MessageQuery {
+                before: Some(user_message.id),
+                limit: self.settings.history_messages,
+            },
+        );
+        let open_tasks = async {
+            let mut tasks = Vec::new();
+            for status in [TaskStatus::InProgress, TaskStatus::Pending] {
+                let query = TaskQuery {
+                    filter: TaskFilter {
+                        status: Some(status),
+                        ..Default::default()
+                    },
+                    page: PageRequest::parse(Some(self.settings.context_items), None, 200)?,
+                };
+                tasks.extend(self.list_tasks(user, query).await?.items);
+            }
+            tasks.truncate(self.settings.context_items as usize);
+            DomainResult::Ok(tasks)
+        };
+        let upcoming = async {
+            let query = EventQuery {
+                range: EventRange::parse(Some(now), Some(now + Duration::days(7)))?,
+                page: PageRequest::parse(Some(self.settings.context_items), None, 200)?,
+            };
+            DomainResult::Ok(self.list_events(user, query).await?.items)
+        };
+        let recalled = self.recall_texts(user, &user_message.content);
+        let (history, open_tasks, upcoming_events, memories) =
+            tokio::join!(history, open_tasks, upcoming, recalled);
+        Ok(TurnContext {
+            user: user.clone(),
+            now,
+            history: history?.items,
+            text: user_message.content.clone(),
+            open_tasks: open_tasks?,
+            upcoming_events: upcoming_events?,
+            memories,
+        })
+    }
+
+    async fn recall_texts(&self, user: &UserId, text: &str) -> Vec<RecalledText> {
+        if self.settings.recall_limit == 0 {
+            return Vec::new();
+        }
+        let kinds = [
+            DocKind::Memory,
+            DocKind::Message,
+            DocKind::Task,
+            DocKind::Event,
+        ];
+        match self
+            .ports
+            .index
+            .recall(user, text, &kinds, self.settings.recall_limit)
+            .await
+        {
+            Ok(hits) => hits
+                .into_iter()
+                .map(|h| RecalledText {
+                    kind: h.kind,
+                    id: h.id,
+                    text: h.snippet,
+                })
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "recall failed; the turn goes on without memories");
+                Vec::new()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn titles_come_from_the_first_line() {
+        assert_eq!(title_from("  add milk \nmore"), "add milk");
+        let long = "please remind me to call the plumber about the leaking kitchen sink tomorrow";
+        let title = title_from(long);
+        assert!(title.ends_with('…') && title.chars().count() <= TITLE_FROM_TEXT_MAX + 1);
+        assert!(long.starts_with(title.trim_end_matches('…')));
+        assert_eq!(title_from("   "), "");
+    }
+}

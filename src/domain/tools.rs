@@ -1,0 +1,604 @@
+//! The assistant's tools, executed by the domain as the signed-in user.
+//!
+//! Arguments are snake_case JSON objects (as LLM tool schemas usually are; the schemas are in
+//! `ai::tools`) and are validated like REST bodies: unknown fields, wrong types and invalid
+//! values come back to the model as an error message it can act on. Tasks and events can be
+//! named by `id` or by `title`: a title is matched loosely among the user's own items, so
+//! "mark the milk thing done" works without the model knowing ids.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::assistant::{DocKind, ToolExecutor, ToolOutcome};
+use super::error::DomainError;
+use super::event::{Event, EventPatch, EventQuery, EventRange, NewEvent};
+use super::memory::{MemoryKind, NewMemory};
+use super::page::PageRequest;
+use super::service::Domain;
+use super::task::{NewTask, Priority, Task, TaskFilter, TaskPatch, TaskQuery, TaskStatus};
+use super::values::UserId;
+
+/// Items listed for the model at most (more would only eat its context).
+const LIST_MAX: u32 = 50;
+const LIST_DEFAULT: u32 = 20;
+/// How many of the user's tasks / events a title is matched against.
+const MATCH_POOL: u32 = 200;
+
+/// Runs tools for one user during one turn.
+pub struct DomainTools {
+    pub(crate) domain: Domain,
+    pub(crate) user: UserId,
+    pub(crate) tz: Tz,
+}
+
+#[async_trait]
+impl ToolExecutor for DomainTools {
+    async fn execute(&self, name: &str, arguments: &Value) -> ToolOutcome {
+        let result = match name {
+            "create_task" => self.create_task(args(arguments)?).await,
+            "update_task" => self.update_task(args(arguments)?).await,
+            "complete_task" => self.complete_task(args(arguments)?).await,
+            "delete_task" => self.delete_task(args(arguments)?).await,
+            "list_tasks" => self.list_tasks(args(arguments)?).await,
+            "create_event" => self.create_event(args(arguments)?).await,
+            "update_event" => self.update_event(args(arguments)?).await,
+            "delete_event" => self.delete_event(args(arguments)?).await,
+            "list_events" => self.list_events(args(arguments)?).await,
+            "remember" => self.remember(args(arguments)?).await,
+            "search_memory" => self.search_memory(args(arguments)?).await,
+            other => return Err(format!("unknown tool {other:?}")),
+        };
+        result.map_err(|e| match e {
+            ToolError::Domain(DomainError::Validation(fields)) => {
+                format!("invalid arguments: {fields}")
+            }
+            ToolError::Domain(DomainError::NotFound) => "no such item".to_owned(),
+            ToolError::Domain(DomainError::Conflict(message)) => message,
+            ToolError::Domain(DomainError::Unavailable(_) | DomainError::BadGateway(_)) => {
+                "the service is temporarily unavailable; try again later".to_owned()
+            }
+            ToolError::Domain(DomainError::Internal(e)) => {
+                tracing::error!(tool = name, error = %e, "tool failed");
+                "the tool failed unexpectedly".to_owned()
+            }
+            ToolError::Message(message) => message,
+        })
+    }
+}
+
+enum ToolError {
+    Domain(DomainError),
+    Message(String),
+}
+
+impl From<DomainError> for ToolError {
+    fn from(e: DomainError) -> Self {
+        Self::Domain(e)
+    }
+}
+
+impl From<String> for ToolError {
+    fn from(message: String) -> Self {
+        Self::Message(message)
+    }
+}
+
+type ToolResult = Result<Value, ToolError>;
+
+fn args<T: DeserializeOwned>(arguments: &Value) -> Result<T, String> {
+    if !arguments.is_object() {
+        return Err("arguments must be a JSON object".to_owned());
+    }
+    serde_path_to_error::deserialize(arguments).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            format!("invalid arguments: {}", e.inner())
+        } else {
+            format!("invalid arguments: {path}: {}", e.inner())
+        }
+    })
+}
+
+/// `null` → `Some(None)` (clear), absent → `None` (leave as is).
+fn nullable<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// A time as the model writes it: RFC 3339 with an offset, or a local date-time / date in the
+/// user's time zone (models often leave the offset out).
+pub fn parse_time(text: &str, tz: Tz) -> Result<DateTime<Utc>, String> {
+    let text = text.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let local = [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+    ]
+    .iter()
+    .find_map(|f| NaiveDateTime::parse_from_str(text, f).ok())
+    .or_else(|| {
+        NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+    })
+    .ok_or_else(|| {
+        format!("{text:?} is not a date-time (use RFC 3339, e.g. 2026-05-03T17:00:00Z)")
+    })?;
+    tz.from_local_datetime(&local)
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
+        .ok_or_else(|| format!("{text:?} does not exist in time zone {tz}"))
+}
+
+fn time(text: Option<String>, field: &str, tz: Tz) -> Result<Option<DateTime<Utc>>, String> {
+    text.map(|t| parse_time(&t, tz).map_err(|e| format!("{field}: {e}")))
+        .transpose()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTask {
+    title: String,
+    description: Option<String>,
+    project: Option<String>,
+    priority: Option<Priority>,
+    status: Option<TaskStatus>,
+    due_at: Option<String>,
+}
+
+/// Names a task or an event: by id, or by (part of) its title.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ItemRef {
+    id: Option<Uuid>,
+    title: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateTask {
+    id: Option<Uuid>,
+    title: Option<String>,
+    new_title: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    project: Option<Option<String>>,
+    status: Option<TaskStatus>,
+    #[serde(default, deserialize_with = "nullable")]
+    priority: Option<Option<Priority>>,
+    #[serde(default, deserialize_with = "nullable")]
+    due_at: Option<Option<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListTasks {
+    status: Option<TaskStatus>,
+    project: Option<String>,
+    due_before: Option<String>,
+    due_after: Option<String>,
+    limit: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateEvent {
+    title: String,
+    start_at: String,
+    end_at: Option<String>,
+    duration_minutes: Option<u32>,
+    description: Option<String>,
+    location: Option<String>,
+    #[serde(default)]
+    is_all_day: bool,
+    recurrence: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateEvent {
+    id: Option<Uuid>,
+    title: Option<String>,
+    new_title: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    location: Option<Option<String>>,
+    start_at: Option<String>,
+    end_at: Option<String>,
+    is_all_day: Option<bool>,
+    #[serde(default, deserialize_with = "nullable")]
+    recurrence: Option<Option<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListEvents {
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Remember {
+    content: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchMemory {
+    query: String,
+    kinds: Option<Vec<DocKind>>,
+    limit: Option<u32>,
+}
+
+fn page(limit: Option<u32>) -> Result<PageRequest, String> {
+    let limit = limit.unwrap_or(LIST_DEFAULT);
+    if limit == 0 || limit > LIST_MAX {
+        return Err(format!("limit must be 1 to {LIST_MAX}"));
+    }
+    PageRequest::parse(Some(limit), None, LIST_MAX).map_err(|e| e.to_string())
+}
+
+impl DomainTools {
+    async fn create_task(&self, a: CreateTask) -> ToolResult {
+        let new = NewTask {
+            title: a.title,
+            description: a.description,
+            project: a.project,
+            status: a.status,
+            priority: a.priority,
+            due_at: time(a.due_at, "due_at", self.tz)?,
+        };
+        let task = self.domain.create_task(&self.user, new).await?;
+        Ok(json!({ "task": task }))
+    }
+
+    async fn find_task(&self, r: &ItemRef, open_only: bool) -> Result<Task, ToolError> {
+        if let Some(id) = r.id {
+            return Ok(self.domain.get_task(&self.user, id).await?);
+        }
+        let Some(title) = r.title.as_deref().filter(|t| !t.trim().is_empty()) else {
+            return Err("name the task by id or title".to_owned().into());
+        };
+        let mut tasks = Vec::new();
+        let statuses: &[Option<TaskStatus>] = if open_only {
+            &[Some(TaskStatus::Pending), Some(TaskStatus::InProgress)]
+        } else {
+            &[None]
+        };
+        for status in statuses {
+            let query = TaskQuery {
+                filter: TaskFilter {
+                    status: *status,
+                    ..Default::default()
+                },
+                page: PageRequest::parse(Some(MATCH_POOL), None, MATCH_POOL)?,
+            };
+            tasks.extend(self.domain.list_tasks(&self.user, query).await?.items);
+        }
+        best_match(tasks, |t| &t.title, title, "task")
+    }
+
+    async fn update_task(&self, a: UpdateTask) -> ToolResult {
+        let task = self
+            .find_task(
+                &ItemRef {
+                    id: a.id,
+                    title: a.title,
+                },
+                false,
+            )
+            .await?;
+        let due_at = match a.due_at {
+            Some(Some(t)) => Some(Some(
+                parse_time(&t, self.tz).map_err(|e| format!("due_at: {e}"))?,
+            )),
+            Some(None) => Some(None),
+            None => None,
+        };
+        let patch = TaskPatch {
+            title: a.new_title,
+            description: a.description,
+            project: a.project,
+            status: a.status,
+            priority: a.priority,
+            due_at,
+        };
+        let task = self.domain.update_task(&self.user, task.id, patch).await?;
+        Ok(json!({ "task": task }))
+    }
+
+    async fn complete_task(&self, r: ItemRef) -> ToolResult {
+        let task = self.find_task(&r, r.id.is_none()).await?;
+        let patch = TaskPatch {
+            status: Some(TaskStatus::Completed),
+            ..Default::default()
+        };
+        let task = self.domain.update_task(&self.user, task.id, patch).await?;
+        Ok(json!({ "task": task }))
+    }
+
+    async fn delete_task(&self, r: ItemRef) -> ToolResult {
+        let task = self.find_task(&r, false).await?;
+        self.domain.delete_task(&self.user, task.id).await?;
+        Ok(json!({ "deleted": { "id": task.id, "title": task.title } }))
+    }
+
+    async fn list_tasks(&self, a: ListTasks) -> ToolResult {
+        let query = TaskQuery {
+            filter: TaskFilter {
+                status: a.status,
+                project: a.project,
+                due_before: time(a.due_before, "due_before", self.tz)?,
+                due_after: time(a.due_after, "due_after", self.tz)?,
+            },
+            page: page(a.limit)?,
+        };
+        let tasks = self.domain.list_tasks(&self.user, query).await?.items;
+        Ok(json!({ "count": tasks.len(), "tasks": tasks }))
+    }
+
+    async fn create_event(&self, a: CreateEvent) -> ToolResult {
+        let start_at = parse_time(&a.start_at, self.tz).map_err(|e| format!("start_at: {e}"))?;
+        let end_at = match (time(a.end_at, "end_at", self.tz)?, a.duration_minutes) {
+            (Some(end), _) => end,
+            (None, Some(0)) => return Err("duration_minutes must be positive".to_owned().into()),
+            (None, Some(minutes)) => {
+                start_at + Duration::minutes(i64::from(minutes.min(60 * 24 * 366)))
+            }
+            (None, None) if a.is_all_day => start_at + Duration::days(1),
+            (None, None) => start_at + Duration::hours(1),
+        };
+        let new = NewEvent {
+            title: a.title,
+            description: a.description,
+            location: a.location,
+            start_at,
+            end_at,
+            is_all_day: a.is_all_day,
+            recurrence: a.recurrence,
+        };
+        let event = self.domain.create_event(&self.user, new).await?;
+        Ok(json!({ "event": event }))
+    }
+
+    async fn find_event(&self, r: &ItemRef) -> Result<Event, ToolError> {
+        if let Some(id) = r.id {
+            return Ok(self.domain.get_event(&self.user, id).await?);
+        }
+        let Some(title) = r.title.as_deref().filter(|t| !t.trim().is_empty()) else {
+            return Err("name the event by id or title".to_owned().into());
+        };
+        let query = EventQuery {
+            range: None,
+            page: PageRequest::parse(Some(MATCH_POOL), None, MATCH_POOL)?,
+        };
+        let events = self.domain.list_events(&self.user, query).await?.items;
+        best_match(events, |e| &e.title, title, "event")
+    }
+
+    async fn update_event(&self, a: UpdateEvent) -> ToolResult {
+        let event = self
+            .find_event(&ItemRef {
+                id: a.id,
+                title: a.title,
+            })
+            .await?;
+        let patch = EventPatch {
+            title: a.new_title,
+            description: a.description,
+            location: a.location,
+            start_at: time(a.start_at, "start_at", self.tz)?,
+            end_at: time(a.end_at, "end_at", self.tz)?,
+            is_all_day: a.is_all_day,
+            recurrence: a.recurrence,
+        };
+        let event = self
+            .domain
+            .update_event(&self.user, event.id, patch)
+            .await?;
+        Ok(json!({ "event": event }))
+    }
+
+    async fn delete_event(&self, r: ItemRef) -> ToolResult {
+        let event = self.find_event(&r).await?;
+        self.domain.delete_event(&self.user, event.id).await?;
+        Ok(json!({ "deleted": { "id": event.id, "title": event.title } }))
+    }
+
+    async fn list_events(&self, a: ListEvents) -> ToolResult {
+        let from = time(a.from, "from", self.tz)?.unwrap_or_else(Utc::now);
+        let to = time(a.to, "to", self.tz)?.unwrap_or(from + Duration::days(7));
+        let range = EventRange::parse(Some(from), Some(to))?;
+        let query = EventQuery {
+            range,
+            page: page(a.limit)?,
+        };
+        let events = self.domain.list_events(&self.user, query).await?.items;
+        Ok(json!({ "from": from, "to": to, "count": events.len(), "events": events }))
+    }
+
+    async fn remember(&self, a: Remember) -> ToolResult {
+        let memory = self
+            .domain
+            .create_memory(
+                &self.user,
+                NewMemory {
+                    content: a.content,
+                    kind: Some(MemoryKind::Note),
+                },
+            )
+            .await?;
+        Ok(json!({ "memory": memory }))
+    }
+
+    async fn search_memory(&self, a: SearchMemory) -> ToolResult {
+        let limit = a.limit.unwrap_or(5);
+        if limit == 0 || limit > 20 {
+            return Err("limit must be 1 to 20".to_owned().into());
+        }
+        let kinds = a.kinds.unwrap_or_default();
+        let hits = self
+            .domain
+            .search(&self.user, &a.query, &kinds, limit as usize)
+            .await?;
+        let results: Vec<Value> = hits
+            .into_iter()
+            .map(|h| json!({ "kind": h.kind, "id": h.id, "score": h.score, "text": h.snippet }))
+            .collect();
+        Ok(json!({ "count": results.len(), "results": results }))
+    }
+}
+
+fn words(text: &str) -> Vec<String> {
+    const FILLER: &[&str] = &["the", "a", "an", "my", "task", "event", "to", "todo"];
+    text.to_lowercase()
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty() && !FILLER.contains(w))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn trigrams(words: &[String]) -> Vec<String> {
+    let mut grams: Vec<String> = words
+        .iter()
+        .flat_map(|w| {
+            let chars: Vec<char> = format!(" {w} ").chars().collect();
+            chars
+                .windows(3)
+                .map(|g| g.iter().collect::<String>())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    grams.sort();
+    grams.dedup();
+    grams
+}
+
+fn dice(a: &[String], b: &[String]) -> f64 {
+    if a.is_empty() || b.is_empty() {
+        return 0.0;
+    }
+    let common = a.iter().filter(|x| b.contains(x)).count();
+    2.0 * common as f64 / (a.len() + b.len()) as f64
+}
+
+/// How well `query` names `title`, from 0 to 1: every query word in the title counts most;
+/// character trigrams forgive typos and plurals.
+pub fn title_score(query: &str, title: &str) -> f64 {
+    let (q, t) = (words(query), words(title));
+    if q.is_empty() || t.is_empty() {
+        return 0.0;
+    }
+    if q == t {
+        return 1.0;
+    }
+    let contained = q.iter().all(|w| t.contains(w));
+    let word_score = dice(&q, &t);
+    let gram_score = dice(&trigrams(&q), &trigrams(&t));
+    let score = word_score.max(gram_score);
+    if contained { score.max(0.75) } else { score }
+}
+
+/// The one item whose title best matches `query`, or an error the model can act on.
+fn best_match<T>(
+    items: Vec<T>,
+    title: impl Fn(&T) -> &str,
+    query: &str,
+    what: &str,
+) -> Result<T, ToolError> {
+    const ENOUGH: f64 = 0.5;
+    let mut scored: Vec<(f64, T)> = items
+        .into_iter()
+        .map(|item| (title_score(query, title(&item)), item))
+        .filter(|(score, _)| *score >= ENOUGH)
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    match scored.as_slice() {
+        [] => Err(format!("no {what} matches {query:?}").into()),
+        [(best, _), (second, other), ..]
+            if best - second < 0.05 && title(&scored[0].1) != title(other) =>
+        {
+            let names: Vec<String> = scored
+                .iter()
+                .take(5)
+                .map(|(_, item)| format!("{:?}", title(item)))
+                .collect();
+            Err(format!(
+                "several {what}s match {query:?}: {}; name one exactly or by id",
+                names.join(", ")
+            )
+            .into())
+        }
+        _ => Ok(scored.swap_remove(0).1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_with_and_without_offsets() {
+        let berlin: Tz = "Europe/Berlin".parse().unwrap();
+        assert_eq!(
+            parse_time("2026-05-03T17:00:00Z", berlin).unwrap(),
+            "2026-05-03T17:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        assert_eq!(
+            parse_time("2026-05-03T17:00:00", berlin).unwrap(),
+            "2026-05-03T15:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        assert_eq!(
+            parse_time("2026-12-03", berlin).unwrap(),
+            "2026-12-02T23:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        assert!(parse_time("next friday", berlin).is_err());
+        // 02:30 does not exist when clocks spring forward.
+        assert!(parse_time("2026-03-29T02:30", berlin).is_err());
+    }
+
+    #[test]
+    fn titles_match_loosely() {
+        assert!(title_score("milk", "Buy milk") >= 0.75);
+        assert!(title_score("the report", "Finish the quarterly report") >= 0.5);
+        assert!(title_score("call mom", "Call Mom") == 1.0);
+        assert!(title_score("buy mlik", "Buy milk") >= 0.5);
+        assert!(title_score("dentist", "Buy milk") < 0.5);
+        assert_eq!(title_score("", "Buy milk"), 0.0);
+    }
+
+    #[test]
+    fn best_match_refuses_ambiguity() {
+        let items = vec!["Buy milk".to_owned(), "Buy milk chocolate".to_owned()];
+        assert!(best_match(items.clone(), |s| s, "buy milk", "task").is_ok());
+        let twins = vec![
+            "Call Sam".to_owned(),
+            "Call Sam back".to_owned(),
+            "Call Ana".to_owned(),
+        ];
+        match best_match(twins, |s| s, "sam", "task") {
+            Err(ToolError::Message(m)) => assert!(m.contains("several tasks"), "{m}"),
+            _ => panic!("ambiguous titles must be refused"),
+        }
+        assert!(matches!(
+            best_match(items, |s| s, "dentist", "task"),
+            Err(ToolError::Message(_))
+        ));
+    }
+}

@@ -1,0 +1,118 @@
+//! `POST /v1/chat`: one chat turn, answered as JSON or, with `Accept: text/event-stream`, as
+//! Server-Sent Events named like the Socket.IO events (`chat:message`, `chat:delta`,
+//! `chat:tool`, `chat:done`, `chat:error`).
+//!
+//! Either way the turn runs in its own task: a client that hangs up does not cut it half-way;
+//! its answer is stored and can be read from the conversation's messages.
+
+use actix_web::http::header;
+use actix_web::web::Bytes;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::AppState;
+use super::auth::AuthUser;
+use super::error::ApiResult;
+use super::extract::ApiJson;
+use crate::domain::DomainError;
+use crate::domain::chat::{ChatEvent, ChatListener, ChatRequest, NoListener};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/chat", web::post().to(chat));
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ChatBody {
+    conversation_id: Option<Uuid>,
+    client_message_id: Option<String>,
+    text: String,
+}
+
+fn wants_event_stream(req: &HttpRequest) -> bool {
+    req.headers()
+        .get_all(header::ACCEPT)
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/event-stream"))
+}
+
+/// Sends a turn's events into a channel; the SSE response drains it.
+struct Channel(mpsc::UnboundedSender<ChatEvent>);
+
+impl ChatListener for Channel {
+    fn event(&self, event: ChatEvent) {
+        // The client went away: the turn goes on and is stored all the same.
+        let _ = self.0.send(event);
+    }
+}
+
+fn sse(event: &ChatEvent) -> Bytes {
+    Bytes::from(format!(
+        "event: {}\ndata: {}\n\n",
+        event.name(),
+        event.payload()
+    ))
+}
+
+async fn chat(
+    req: HttpRequest,
+    user: AuthUser,
+    state: web::Data<AppState>,
+    ApiJson(body): ApiJson<ChatBody>,
+) -> ApiResult<HttpResponse> {
+    let request = ChatRequest {
+        conversation_id: body.conversation_id,
+        client_message_id: body.client_message_id,
+        text: body.text,
+    };
+    let domain = state.domain.clone();
+    let user = user.0;
+    if !wants_event_stream(&req) {
+        let turn = tokio::spawn(async move {
+            domain
+                .chat(&user, request, &NoListener, CancellationToken::new())
+                .await
+        })
+        .await
+        .map_err(|e| DomainError::Internal(anyhow::anyhow!("chat turn task failed: {e}")))??;
+        return Ok(HttpResponse::Ok().json(json!({
+            "conversationId": turn.conversation_id,
+            "userMessage": turn.user_message,
+            "assistantMessage": turn.assistant_message,
+        })));
+    }
+    // Refusals (bad input, unknown conversation, conflict) are plain HTTP errors; once the
+    // message is stored, everything else is an event.
+    let accepted = domain.accept_message(&user, &request).await?;
+    let (sender, receiver) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let listener = Channel(sender);
+        let message = accepted.user_message;
+        listener.event(ChatEvent::Message(message.clone()));
+        match accepted.answer {
+            Some(answer) => listener.event(ChatEvent::Done {
+                conversation_id: message.conversation_id,
+                message: answer,
+            }),
+            None => {
+                // Failures were reported as `chat:error` events.
+                let _ = domain
+                    .run_turn(&user, &message, &listener, CancellationToken::new())
+                    .await;
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        let event = receiver.recv().await?;
+        Some((Ok::<_, actix_web::Error>(sse(&event)), receiver))
+    });
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/event-stream"))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("x-accel-buffering", "no"))
+        .streaming(stream))
+}
