@@ -155,6 +155,11 @@ fn main() -> anyhow::Result<()> {
 
         // The shipped defaults, with PIXIE__SECTION__KEY overrides to experiment with.
         let mut config = Config::load(&Source::Default)?;
+        // Quiet unless asked (RUST_LOG=pixie=debug shows each turn).
+        if std::env::var_os("RUST_LOG").is_none() {
+            config.log.level = "warn".into();
+        }
+        pixie::telemetry::init(&config.log);
         config.server.bind = "127.0.0.1:0".parse()?;
         config.server.data_dir = data_dir.clone();
         config.database.url = db_url.clone();
