@@ -218,12 +218,21 @@ async fn reindex_rebuilds_the_vector_store_from_the_database() {
     })
     .await;
 
-    let reindex = pixie()
-        .arg("reindex")
-        .env("PIXIE__DATABASE__URL", &url)
-        .env("PIXIE__SERVER__DATA_DIR", &data_dir)
-        .output()
-        .unwrap();
+    // The stopped server's worker threads may hold the store a moment longer.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let reindex = loop {
+        let reindex = pixie()
+            .arg("reindex")
+            .env("PIXIE__DATABASE__URL", &url)
+            .env("PIXIE__SERVER__DATA_DIR", &data_dir)
+            .output()
+            .unwrap();
+        let busy = String::from_utf8_lossy(&reindex.stderr).contains("in use by another process");
+        if !busy || Instant::now() > deadline {
+            break reindex;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert!(
         reindex.status.success(),
         "{}",
@@ -259,9 +268,17 @@ async fn an_embedder_that_does_not_fit_the_vector_store_stops_the_start() {
     let mut config = config_for(&url);
     config.server.data_dir = data_dir.clone();
     config.embeddings.dimension = Some(128);
-    let error = match Application::build(config, Secrets::default()).await {
-        Ok(_) => panic!("a 128-d embedder must not open a 384-d store"),
-        Err(e) => format!("{e:#}"),
+    // The stopped server's worker threads may hold the store a moment longer.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let error = loop {
+        let error = match Application::build(config.clone(), Secrets::default()).await {
+            Ok(_) => panic!("a 128-d embedder must not open a 384-d store"),
+            Err(e) => format!("{e:#}"),
+        };
+        if !error.contains("in use by another process") || Instant::now() > deadline {
+            break error;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(
         error.contains("384") && error.contains("128") && error.contains("pixie reindex"),

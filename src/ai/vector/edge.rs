@@ -106,13 +106,13 @@ impl Shard {
         let edge = match EdgeConfig::load(path) {
             Some(config) => {
                 config.map_err(edge_error)?;
-                EdgeShard::load(path, None).map_err(edge_error)?
+                EdgeShard::load(path, None).map_err(|e| open_error(path, e))?
             }
             None => {
                 std::fs::create_dir_all(path).map_err(|e| {
                     VectorError::Unavailable(format!("cannot create {}: {e}", path.display()))
                 })?;
-                EdgeShard::new(path, new_config(dimension)).map_err(edge_error)?
+                EdgeShard::new(path, new_config(dimension)).map_err(|e| open_error(path, e))?
             }
         };
         let dimension = edge
@@ -424,6 +424,20 @@ fn hit(point: ScoredPoint) -> Result<VectorHit, VectorError> {
         score: point.score,
         snippet,
     })
+}
+
+/// The WAL is locked while a shard is open: a second opener (another `pixie` process on the
+/// same data directory, e.g. `pixie reindex` next to a running server) gets `WouldBlock`.
+fn open_error(path: &Path, error: OperationError) -> VectorError {
+    if error.to_string().contains("WouldBlock") {
+        return VectorError::Unavailable(format!(
+            "the vector store in {} is in use by another process (stop the server before \
+             `pixie reindex`; give each instance its own server.data_dir, or use \
+             vector.backend = \"qdrant\" for several instances)",
+            path.display()
+        ));
+    }
+    edge_error(error)
 }
 
 fn edge_error(error: OperationError) -> VectorError {
