@@ -2,9 +2,13 @@
 //! 100,000 random 384-dimensional unit vectors for one user plus 100,000 spread across 1,000
 //! other users, then top-10 searches filtered to the heavy user, through the `VectorStore`
 //! trait (so the wrapper's locking and blocking-pool hops are counted). Recall is measured
-//! against an exact scan. Random vectors are the hard case for HNSW (no clusters to exploit).
+//! against an exact scan.
 //!
-//! `cargo bench --bench recall` (`PIXIE_BENCH_POINTS=20000` shrinks both populations).
+//! `cargo bench --bench recall`. Options: `PIXIE_BENCH_POINTS=20000` shrinks both populations;
+//! `PIXIE_BENCH_DATA=subspace` draws the vectors from a 32-dimensional subspace instead of the
+//! whole space. Uniform random vectors are the worst case for any graph index (every point is
+//! almost as far as any other, so no neighbourhood leads anywhere); real text embeddings have a
+//! low intrinsic dimension, which `subspace` imitates.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -24,6 +28,8 @@ const RECALL_QUERIES: usize = 100;
 const TOP: usize = 10;
 const CONCURRENCY: usize = 4;
 const HEAVY_USER: &str = "user_heavy";
+/// The intrinsic dimension of `PIXIE_BENCH_DATA=subspace`.
+const SUBSPACE: usize = 32;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -31,14 +37,28 @@ async fn main() -> anyhow::Result<()> {
         Ok(n) => n.parse()?,
         Err(_) => 100_000,
     };
+    let mut rng = fastrand::Rng::with_seed(42);
+    let (data, label) = match std::env::var("PIXIE_BENCH_DATA").as_deref() {
+        Ok("subspace") => (
+            Data::Subspace((0..SUBSPACE).map(|_| unit_vector(&mut rng)).collect()),
+            format!("random unit vectors of a {SUBSPACE}-dimensional subspace"),
+        ),
+        Ok("uniform") | Err(_) => (Data::Uniform, "uniform random unit vectors".to_owned()),
+        Ok(other) => anyhow::bail!("PIXIE_BENCH_DATA: uniform or subspace, not {other}"),
+    };
+    println!("data: {label}, {DIM} dimensions");
     let dir = std::env::temp_dir().join(format!("pixie-recall-{}", Uuid::new_v4().simple()));
-    let result = run(&dir, points).await;
+    let result = run(&dir, points, &data, &mut rng).await;
     std::fs::remove_dir_all(&dir)?;
     result
 }
 
-async fn run(dir: &Path, points: usize) -> anyhow::Result<()> {
-    let mut rng = fastrand::Rng::with_seed(42);
+async fn run(
+    dir: &Path,
+    points: usize,
+    data: &Data,
+    rng: &mut fastrand::Rng,
+) -> anyhow::Result<()> {
     let store = EdgeStore::open(dir)?;
     store.ensure_collection(DIM, false).await?;
 
@@ -48,14 +68,14 @@ async fn run(dir: &Path, points: usize) -> anyhow::Result<()> {
     for batch in 0..points.div_ceil(BATCH) {
         let size = BATCH.min(points - batch * BATCH);
         let mine: Vec<_> = (0..size)
-            .map(|_| point(HEAVY_USER.to_owned(), unit_vector(&mut rng), &mut rng))
+            .map(|_| point(HEAVY_USER.to_owned(), data.vector(rng), rng))
             .collect();
         heavy.extend(mine.iter().map(|p| (p.kind, p.vector.clone())));
         store.upsert(mine).await?;
         let others = (0..size)
             .map(|i| {
                 let user = format!("user_{}", (batch * BATCH + i) % OTHER_USERS);
-                point(user, unit_vector(&mut rng), &mut rng)
+                point(user, data.vector(rng), rng)
             })
             .collect();
         store.upsert(others).await?;
@@ -81,7 +101,7 @@ async fn run(dir: &Path, points: usize) -> anyhow::Result<()> {
     println!("reopen: {:.2} s", started.elapsed().as_secs_f64());
     assert_eq!(store.count(HEAVY_USER).await?, points as u64);
 
-    let queries: Vec<_> = (0..QUERIES).map(|_| unit_vector(&mut rng)).collect();
+    let queries: Vec<_> = (0..QUERIES).map(|_| data.vector(rng)).collect();
     report("user", &store, &queries, &[], &heavy).await?;
     // The heavy user's points have random kinds: a kind filter keeps about a quarter.
     report("user + kind", &store, &queries, &[DocKind::Memory], &heavy).await?;
@@ -171,8 +191,33 @@ fn point(user_id: String, vector: Vec<f32>, rng: &mut fastrand::Rng) -> VectorPo
     }
 }
 
+enum Data {
+    Uniform,
+    /// Random combinations of these unit vectors.
+    Subspace(Vec<Vec<f32>>),
+}
+
+impl Data {
+    fn vector(&self, rng: &mut fastrand::Rng) -> Vec<f32> {
+        match self {
+            Self::Uniform => unit_vector(rng),
+            Self::Subspace(basis) => {
+                let mut v = vec![0.0; DIM];
+                for axis in basis {
+                    let weight = rng.f32() * 2.0 - 1.0;
+                    v.iter_mut().zip(axis).for_each(|(x, a)| *x += weight * a);
+                }
+                normalized(v)
+            }
+        }
+    }
+}
+
 fn unit_vector(rng: &mut fastrand::Rng) -> Vec<f32> {
-    let v: Vec<f32> = (0..DIM).map(|_| rng.f32() * 2.0 - 1.0).collect();
+    normalized((0..DIM).map(|_| rng.f32() * 2.0 - 1.0).collect())
+}
+
+fn normalized(v: Vec<f32>) -> Vec<f32> {
     let norm = dot(&v, &v).sqrt();
     v.into_iter().map(|x| x / norm).collect()
 }

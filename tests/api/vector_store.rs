@@ -65,6 +65,26 @@ conformance!(
     concurrent_writers_and_readers,
 );
 
+/// Edge only: the WAL lock keeps a second process (e.g. `pixie reindex` next to a running
+/// server) out of an open store, with a message that says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_opener_of_an_edge_store_is_refused() {
+    let backend = Backend::edge();
+    let first = backend.ready().await;
+    let second = backend.open();
+    match second.ensure_collection(DIM, false).await {
+        Err(VectorError::Unavailable(message)) => {
+            assert!(message.contains("in use by another process"), "{message}");
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    drop(first);
+    second
+        .ensure_collection(DIM, false)
+        .await
+        .expect("open once the first is closed");
+}
+
 /// Where a test's store lives; `open` may be called again to simulate a restart.
 enum Backend {
     Edge(TempDir),
