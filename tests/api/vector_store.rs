@@ -312,7 +312,12 @@ async fn search_filters_kinds(backend: &Backend) {
     let bobs_task = point(BOB, DocKind::Task, axis(0), "bob's task");
     upsert(
         &*store,
-        &[task.clone(), event.clone(), memory.clone(), bobs_task],
+        &[
+            task.clone(),
+            event.clone(),
+            memory.clone(),
+            bobs_task.clone(),
+        ],
     )
     .await;
 
@@ -327,6 +332,8 @@ async fn search_filters_kinds(backend: &Backend) {
     );
     let hits = search(&*store, ALICE, axis(0), &[]).await;
     assert_eq!(ids(&hits), [task.id, event.id, memory.id]);
+    let hits = search(&*store, BOB, axis(0), &[DocKind::Task, DocKind::Event]).await;
+    assert_eq!(ids(&hits), [bobs_task.id]);
 }
 
 async fn upsert_replaces(backend: &Backend) {

@@ -5,7 +5,8 @@
 //! (`server.data_dir/vectors`): `edge_config.json` (vector size, cosine distance, HNSW settings;
 //! this is where the dimension persists across restarts), `segments/` (vectors, payloads, payload
 //! and HNSW indexes) and `wal/`. One point per document: the document's UUID as point id, one
-//! unnamed dense vector, and the payload `{user_id, kind, snippet}`.
+//! unnamed dense vector, and the payload `{user_id, kind, user_kind, snippet}`, where
+//! `user_kind` is `"<kind>:<user_id>"` (see below).
 //!
 //! # Isolation per user
 //! Every search, count and delete carries a `user_id = <caller>` filter, deletes included (a
@@ -14,7 +15,10 @@
 //! on `user_id` marked as the tenant key, and HNSW links built per tenant only (`m = 0`,
 //! `payload_m = 16`). A search walks its user's own graph, or scans that user's points through
 //! the index when they are too few to deserve a graph, so its cost does not grow with the
-//! number of other users.
+//! number of other users. A search restricted to kinds filters on `user_kind`, which has its own
+//! HNSW links per (kind, user): filtering a user's graph down to one kind instead leaves it in
+//! disconnected pieces (recall@10 fell to 0.02 in `benches/recall.rs`; ACORN, which Qdrant
+//! offers for this, needs the global graph that `m = 0` leaves out).
 //!
 //! # Concurrency and durability
 //! [`EdgeShard`] is synchronous and locks internally; every call runs on the blocking pool. Reads
@@ -51,6 +55,7 @@ use crate::domain::assistant::DocKind;
 
 const USER_ID: &str = "user_id";
 const KIND: &str = "kind";
+const USER_KIND: &str = "user_kind";
 const SNIPPET: &str = "snippet";
 
 /// The embedded store. Cheap to share behind an `Arc`; every method is safe to call
@@ -172,13 +177,15 @@ impl Drop for Shard {
     }
 }
 
-/// Segments are capped at this many KiB of vectors (about 43,000 of 384 dimensions). The
-/// default (256 MiB per CPU) lets the optimiser merge everything into one segment again and
-/// again, re-indexing it all each time, under the write lock: at 2 × 10⁵ points ingestion fell
-/// to 170 points/s and each search walked one graph as large as the user (lower recall).
-const MAX_SEGMENT_KIB: usize = 64 * 1024;
+/// Segments are capped at this many KiB of vectors (about 170,000 of 384 dimensions), which
+/// bounds the work of one optimisation, done under the write lock. The default (256 MiB per CPU)
+/// makes ingestion depend on the machine and, at 2 × 10⁵ points on 2 CPUs, re-merges everything
+/// into one segment over and over (230 points/s); 64 MiB ingests 5 × faster but searches 5
+/// segments per query (p99 9–20 ms instead of 2.6 ms). Measured with `benches/recall.rs`.
+const MAX_SEGMENT_KIB: usize = 256 * 1024;
 
-/// Cosine vectors; HNSW links per tenant (`user_id`) only, none across the whole collection.
+/// Cosine vectors; HNSW links only within each user and each kind of a user (the indexed payload
+/// values), none across the whole collection.
 fn new_config(dimension: usize) -> EdgeConfig {
     EdgeConfig::builder()
         .vector(
@@ -197,15 +204,14 @@ fn new_config(dimension: usize) -> EdgeConfig {
         .build()
 }
 
-/// A keyword index. Only the tenant field (`user_id`) gets HNSW links: links per `kind` would
-/// span all users and cost as much to build as a global graph.
+/// A keyword index with HNSW links per value (one graph per user, or per kind of one user).
 fn keyword_index(field: &'static str, tenant: bool) -> UpdateOperation {
     UpdateOperation::FieldIndexOperation(FieldIndexOperations::CreateIndex(CreateIndex {
         field_name: key(field),
         field_schema: Some(PayloadFieldSchema::FieldParams(
             PayloadSchemaParams::Keyword(KeywordIndexParams {
                 is_tenant: Some(tenant),
-                enable_hnsw: Some(tenant),
+                enable_hnsw: Some(true),
                 ..KeywordIndexParams::default()
             }),
         )),
@@ -246,9 +252,12 @@ impl VectorStore for EdgeStore {
             };
             let result = if shard.dimension == dimension {
                 // Creating an index that exists is a no-op: this also completes a partial setup.
-                [keyword_index(USER_ID, true), keyword_index(KIND, false)]
-                    .into_iter()
-                    .try_for_each(|op| shard.apply(op))
+                [
+                    keyword_index(USER_ID, true),
+                    keyword_index(USER_KIND, false),
+                ]
+                .into_iter()
+                .try_for_each(|op| shard.apply(op))
             } else {
                 Err(VectorError::DimensionMismatch {
                     existing: shard.dimension,
@@ -275,6 +284,10 @@ impl VectorStore for EdgeStore {
             .into_iter()
             .map(|point| {
                 let payload = Map::from_iter([
+                    (
+                        USER_KIND.to_owned(),
+                        user_kind(point.kind, &point.user_id).into(),
+                    ),
                     (USER_ID.to_owned(), Value::String(point.user_id)),
                     (KIND.to_owned(), Value::from(point.kind.as_str())),
                     (SNIPPET.to_owned(), Value::String(point.snippet)),
@@ -382,6 +395,11 @@ pub(super) fn check_vector(vector: &[f32], dimension: usize) -> Result<(), Vecto
     Ok(())
 }
 
+/// The value that has a graph per (kind, user). Unambiguous: kinds hold no `:`.
+fn user_kind(kind: DocKind, user_id: &str) -> String {
+    format!("{}:{user_id}", kind.as_str())
+}
+
 /// `user_id = user_id`, and `kind ∈ kinds` unless `kinds` is empty.
 fn user_filter(user_id: &str, kinds: &[DocKind]) -> Filter {
     let mut must = vec![Condition::Field(FieldCondition::new_match(
@@ -389,13 +407,13 @@ fn user_filter(user_id: &str, kinds: &[DocKind]) -> Filter {
         Match::from(user_id.to_owned()),
     ))];
     if !kinds.is_empty() {
-        let kinds = kinds
+        let values = kinds
             .iter()
-            .map(|kind| kind.as_str().to_owned())
+            .map(|&kind| user_kind(kind, user_id))
             .collect::<Vec<_>>();
         must.push(Condition::Field(FieldCondition::new_match(
-            key(KIND),
-            Match::from(kinds),
+            key(USER_KIND),
+            Match::from(values),
         )));
     }
     Filter {

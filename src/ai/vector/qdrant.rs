@@ -1,11 +1,13 @@
 //! A Qdrant server or cluster over gRPC (`qdrant-client`), for production.
 //!
 //! # Layout
-//! One collection (its name comes from the config) with one unnamed cosine vector per point; the
-//! point id is the document's UUID and the payload is `{user_id, kind, snippet}`. Keyword
-//! payload indexes on `user_id` (marked as the tenant key) and `kind`; HNSW links per tenant
-//! only (`m = 0`, `payload_m = 16`): Qdrant's recommended multitenancy setup, where a search
-//! filtered to one user walks that user's own graph.
+//! The same as the embedded store's (see `edge`): one collection (its name comes from the
+//! config) with one unnamed cosine vector per point; the point id is the document's UUID and
+//! the payload is `{user_id, kind, user_kind, snippet}`, `user_kind` being `"<kind>:<user_id>"`.
+//! Keyword payload indexes on `user_id` (marked as the tenant key) and `user_kind`; HNSW links
+//! only within each value of those (`m = 0`, `payload_m = 16`): Qdrant's recommended
+//! multitenancy setup, where a search filtered to one user walks that user's own graph, and a
+//! search restricted to kinds walks the graphs of those kinds of that user.
 //!
 //! # Isolation per user
 //! Every search, count and delete carries a `user_id` filter; a delete is
@@ -39,6 +41,7 @@ use crate::domain::assistant::DocKind;
 
 const USER_ID: &str = "user_id";
 const KIND: &str = "kind";
+const USER_KIND: &str = "user_kind";
 const SNIPPET: &str = "snippet";
 
 /// gRPC status `INVALID_ARGUMENT`: Qdrant's answer to bad input (e.g. a vector of the wrong
@@ -121,7 +124,7 @@ impl QdrantStore {
                 .field_index_params(
                     KeywordIndexParamsBuilder::default()
                         .is_tenant(tenant)
-                        .enable_hnsw(tenant),
+                        .enable_hnsw(true),
                 )
                 .wait(true);
         match self.client.create_field_index(request).await {
@@ -191,7 +194,7 @@ impl VectorStore for QdrantStore {
                 wanted: dimension,
             });
         }
-        for (field, tenant) in [(USER_ID, true), (KIND, false)] {
+        for (field, tenant) in [(USER_ID, true), (USER_KIND, false)] {
             if !info.payload_schema.contains_key(field) {
                 self.keyword_index(field, tenant).await?;
             }
@@ -212,6 +215,10 @@ impl VectorStore for QdrantStore {
             .into_iter()
             .map(|point| {
                 let payload = Payload::from([
+                    (
+                        USER_KIND,
+                        Value::from(user_kind(point.kind, &point.user_id)),
+                    ),
                     (USER_ID, Value::from(point.user_id)),
                     (KIND, Value::from(point.kind.as_str())),
                     (SNIPPET, Value::from(point.snippet)),
@@ -257,9 +264,9 @@ impl VectorStore for QdrantStore {
         }
         let mut filter = Filter::must([user_condition(user_id)]);
         if !kinds.is_empty() {
-            let strings = kinds.iter().map(|kind| kind.as_str().to_owned()).collect();
+            let strings = kinds.iter().map(|&kind| user_kind(kind, user_id)).collect();
             filter.must.push(Condition::matches(
-                KIND,
+                USER_KIND,
                 MatchValue::Keywords(RepeatedStrings { strings }),
             ));
         }
@@ -295,6 +302,11 @@ fn vector_size(info: &CollectionInfo) -> Option<usize> {
         }
         _ => None,
     }
+}
+
+/// The value that has a graph per (kind, user). Unambiguous: kinds hold no `:`.
+fn user_kind(kind: DocKind, user_id: &str) -> String {
+    format!("{}:{user_id}", kind.as_str())
 }
 
 /// `user_id = <user_id>`, as an exact keyword match.
