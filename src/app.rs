@@ -17,12 +17,15 @@ use crate::ai::vector::VectorStore;
 use crate::auth;
 use crate::config::Config;
 use crate::db::{self, PgStore};
-use crate::domain::bus::InProcessBus;
 use crate::domain::indexer::{Indexer, IndexerSettings};
 use crate::domain::ports::{HealthCheck, SystemClock};
 use crate::domain::{Domain, Ports, Settings};
 use crate::http::error::error_body;
 use crate::http::{self, AppState, WebhookSecret};
+use crate::ws::fanout::{Fanout, LocalFanout, RealtimeBus};
+use crate::ws::hub::Hub;
+use crate::ws::limits::RateLimiter;
+use crate::ws::{self, Realtime};
 
 /// Secrets, read from the environment only; never logged.
 #[derive(Default, Clone)]
@@ -84,8 +87,13 @@ pub struct Application {
     server: Server,
     addr: SocketAddr,
     domain: Domain,
+    realtime: web::Data<Realtime>,
     stop_background: CancellationToken,
+    shutdown_grace: std::time::Duration,
 }
+
+/// After the grace period, cancelled turns get this long to store what they streamed.
+const STORE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Application {
     /// Prepares the database (create if missing, migrate), wires the components and binds.
@@ -118,6 +126,7 @@ impl Application {
             tracing::info!(migrations = ?applied, "applied database migrations");
         }
         let store = Arc::new(PgStore::new(db::pool(&settings)?));
+        let bus = RealtimeBus::new();
         let ai = ai_setup::build(
             &config.ai,
             &config.embeddings,
@@ -137,7 +146,7 @@ impl Application {
                 outbox: store.clone(),
                 assistant: ai.assistant.clone(),
                 index: ai.index.clone(),
-                bus: Arc::new(InProcessBus::default()),
+                bus: bus.clone(),
                 clock: Arc::new(SystemClock),
             },
             Settings {
@@ -147,6 +156,28 @@ impl Application {
                 recall_limit: config.ai.recall_limit,
             },
         );
+        let hub = Hub::new(
+            config.realtime.socket_queue,
+            config.realtime.max_sockets_per_user,
+        );
+        let fanout: Arc<dyn Fanout> = match config.realtime.fanout {
+            crate::config::Fanout::Local => {
+                Arc::new(LocalFanout::new(hub.clone(), domain.turns().clone()))
+            }
+            crate::config::Fanout::Postgres => {
+                anyhow::bail!("realtime.fanout = \"postgres\" is not available yet; use \"local\"")
+            }
+        };
+        bus.connect(fanout.clone());
+        let realtime = web::Data::new(Realtime {
+            hub,
+            fanout,
+            domain: domain.clone(),
+            verifier: verifier.clone(),
+            limiter: RateLimiter::new(config.realtime.chat_sends_per_hour),
+            config: config.realtime.clone(),
+            closing: CancellationToken::new(),
+        });
         let stop_background = CancellationToken::new();
         let indexer = Indexer {
             outbox: store.clone(),
@@ -179,9 +210,13 @@ impl Application {
         let addr = listener.local_addr()?;
         let max_body = config.server.max_body_bytes;
         let metrics = web::Data::new(http::metrics::Metrics::default());
+        let shutdown_grace = std::time::Duration::from_secs(config.server.shutdown_grace_secs);
+        let app_realtime = realtime.clone();
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .app_data(app_realtime.clone())
+                .configure(ws::routes)
                 .app_data(metrics.clone())
                 .app_data(web::PayloadConfig::new(max_body))
                 .wrap(from_fn(http::metrics::record))
@@ -189,7 +224,10 @@ impl Application {
                 .configure(http::routes)
                 .default_service(web::to(not_found))
         })
-        .shutdown_timeout(config.server.shutdown_grace_secs);
+        // Signals are handled in `run_until_stopped`, which lets turns finish before sockets
+        // close; workers must outlive that.
+        .disable_signals()
+        .shutdown_timeout(config.server.shutdown_grace_secs + STORE_GRACE.as_secs() + 5);
         if config.server.workers > 0 {
             server = server.workers(config.server.workers);
         }
@@ -211,7 +249,9 @@ impl Application {
             server,
             addr,
             domain,
+            realtime,
             stop_background,
+            shutdown_grace,
         })
     }
 
@@ -224,16 +264,74 @@ impl Application {
         &self.domain
     }
 
-    /// Serves until SIGINT/SIGTERM, then lets in-flight requests finish within the grace period.
+    /// The realtime edge (tests look at its hub).
+    pub fn realtime(&self) -> &web::Data<Realtime> {
+        &self.realtime
+    }
+
+    /// Serves until SIGINT/SIGTERM (or a stop through [`Self::handle`]). On a signal: stops
+    /// accepting connections, lets the turns in flight finish within the grace period (then
+    /// cancels them, which stores what they streamed), sends every socket a Socket.IO
+    /// DISCONNECT and closes it, lets HTTP requests finish, and returns.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let result = self.server.await;
-        self.stop_background.cancel();
+        let Self {
+            server,
+            domain,
+            realtime,
+            stop_background,
+            shutdown_grace,
+            ..
+        } = self;
+        let handle = server.handle();
+        let on_signal = tokio::spawn(async move {
+            let signal = shutdown_signal().await;
+            tracing::info!(
+                signal,
+                turns = domain.turns().in_flight(),
+                sockets = realtime.hub.sockets(),
+                grace_secs = shutdown_grace.as_secs(),
+                "shutting down: no new connections; turns in flight may finish"
+            );
+            // The stop command goes out at once; the future reports completion.
+            let stopped = handle.stop(true);
+            let cancelled = domain.turns().shutdown(shutdown_grace, STORE_GRACE).await;
+            realtime.closing.cancel();
+            tracing::info!(cancelled_turns = cancelled, "turns settled; sockets closed");
+            stopped.await;
+        });
+        let result = server.await;
+        on_signal.abort();
+        stop_background.cancel();
         result
     }
 
     /// A handle to stop the server from elsewhere.
     pub fn handle(&self) -> actix_web::dev::ServerHandle {
         self.server.handle()
+    }
+}
+
+/// Waits for SIGTERM or SIGINT; returns its name.
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; SIGINT only");
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
     }
 }
 

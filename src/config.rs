@@ -21,6 +21,7 @@ pub struct Config {
     pub ai: AiConfig,
     pub embeddings: EmbeddingsConfig,
     pub vector: VectorConfig,
+    pub realtime: RealtimeConfig,
     pub log: LogConfig,
 }
 
@@ -269,6 +270,54 @@ impl Default for VectorConfig {
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+pub enum Fanout {
+    /// Sockets of this process only (one instance).
+    #[default]
+    Local,
+    /// PostgreSQL LISTEN/NOTIFY on `database.url`: every instance delivers every event.
+    Postgres,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RealtimeConfig {
+    pub fanout: Fanout,
+    /// The server pings every socket this often.
+    pub ping_interval_secs: u64,
+    /// A socket that answers nothing for this long after a ping is dropped.
+    pub ping_timeout_secs: u64,
+    /// Largest frame a client may send; a larger one closes that socket.
+    pub max_payload_bytes: usize,
+    /// A socket must send its CONNECT packet (with the token) within this time.
+    pub connect_timeout_secs: u64,
+    /// Sockets one user may hold at once (phones, laptops, tabs).
+    pub max_sockets_per_user: usize,
+    /// `chat:send` calls per user per hour; 0 = unlimited.
+    pub chat_sends_per_hour: u32,
+    /// Longest `text` of a `chat:send`, in characters.
+    pub max_text_chars: usize,
+    /// Frames queued for one socket; a client too slow to drain them is disconnected.
+    pub socket_queue: usize,
+}
+
+impl Default for RealtimeConfig {
+    fn default() -> Self {
+        Self {
+            fanout: Fanout::Local,
+            ping_interval_secs: 25,
+            ping_timeout_secs: 20,
+            max_payload_bytes: 1_000_000,
+            connect_timeout_secs: 45,
+            max_sockets_per_user: 20,
+            chat_sends_per_hour: 100,
+            max_text_chars: 8000,
+            socket_queue: 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
     Text,
@@ -410,6 +459,29 @@ impl Config {
         }
         if self.vector.outbox_poll_ms < 10 {
             problems.push("vector.outbox_poll_ms must be at least 10".to_owned());
+        }
+        let rt = &self.realtime;
+        if rt.ping_interval_secs == 0 || rt.ping_timeout_secs == 0 || rt.connect_timeout_secs == 0 {
+            problems.push(
+                "realtime.ping_interval_secs, realtime.ping_timeout_secs and \
+                 realtime.connect_timeout_secs must be at least 1"
+                    .to_owned(),
+            );
+        }
+        if rt.max_payload_bytes < 1024 {
+            problems.push("realtime.max_payload_bytes must be at least 1024".to_owned());
+        }
+        if rt.max_sockets_per_user == 0 {
+            problems.push("realtime.max_sockets_per_user must be at least 1".to_owned());
+        }
+        if rt.max_text_chars == 0
+            || rt.max_text_chars > crate::domain::conversation::MESSAGE_TEXT_MAX
+        {
+            problems
+                .push("realtime.max_text_chars must be 1 to 8000 (the longest message)".to_owned());
+        }
+        if rt.socket_queue < 16 {
+            problems.push("realtime.socket_queue must be at least 16".to_owned());
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             problems.push(format!("log.level is not a valid filter: {e}"));

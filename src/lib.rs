@@ -13,3 +13,4 @@ pub mod db;
 pub mod domain;
 pub mod http;
 pub mod telemetry;
+pub mod ws;

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
+use super::chat::ChatEvent;
 use super::event::Event;
 use super::task::Task;
 use super::values::UserId;
@@ -20,6 +21,8 @@ pub enum Change {
     EventCreated(Event),
     EventUpdated(Event),
     EventDeleted(Uuid),
+    /// A chat message was stored, or a turn made progress (`chat:*`).
+    Chat(ChatEvent),
 }
 
 impl Change {
@@ -32,6 +35,7 @@ impl Change {
             Self::EventCreated(_) => "event:created",
             Self::EventUpdated(_) => "event:updated",
             Self::EventDeleted(_) => "event:deleted",
+            Self::Chat(event) => event.name(),
         }
     }
 
@@ -46,6 +50,7 @@ impl Change {
                 json!({ "event": to_value(event) })
             }
             Self::TaskDeleted(id) | Self::EventDeleted(id) => json!({ "id": id }),
+            Self::Chat(event) => event.payload(),
         }
     }
 }
@@ -55,6 +60,9 @@ pub struct DomainEvent {
     /// Whose data changed: only this user's sockets may see the event.
     pub user_id: UserId,
     pub change: Change,
+    /// The connection that caused the change, when it already knows (its own chat message
+    /// is not echoed back to it). Opaque to the domain.
+    pub origin: Option<Arc<str>>,
 }
 
 pub trait EventBus: Send + Sync {

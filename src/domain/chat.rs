@@ -2,7 +2,7 @@
 //! context and tools, and its answer is stored. The same code serves `/v1/chat` (JSON and
 //! SSE) and the realtime edge; each edge turns [`ChatEvent`]s into its own wire format.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use chrono::Duration;
 use serde_json::{Value, json};
@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::assistant::{
     DocKind, RecalledText, TurnContext, TurnObserver, TurnOutput, TurnProgress,
 };
+use super::bus::Change;
 use super::conversation::{Conversation, Message, MessageQuery, NewMessage, Role, ToolCall};
 use super::error::{DomainError, DomainResult};
 use super::event::{EventQuery, EventRange};
@@ -19,6 +20,7 @@ use super::page::PageRequest;
 use super::service::Domain;
 use super::task::{TaskFilter, TaskQuery, TaskStatus};
 use super::tools::DomainTools;
+use super::turns::Refused;
 use super::values::UserId;
 
 /// Conversation titles made from the first message are cut to about this many characters.
@@ -29,6 +31,8 @@ pub struct ChatRequest {
     pub conversation_id: Option<Uuid>,
     pub client_message_id: Option<String>,
     pub text: String,
+    /// The connection the message came from (it is not echoed back there); opaque here.
+    pub origin: Option<Arc<str>>,
 }
 
 /// What happens during a turn, in order, as clients see it (`chat:*` events).
@@ -120,6 +124,21 @@ pub struct NoListener;
 
 impl ChatListener for NoListener {
     fn event(&self, _: ChatEvent) {}
+}
+
+/// Publishes a turn's events on the bus (every socket of the user sees them), then hands
+/// them to the caller's listener.
+struct Publish<'a> {
+    domain: &'a Domain,
+    user: &'a UserId,
+    inner: &'a dyn ChatListener,
+}
+
+impl ChatListener for Publish<'_> {
+    fn event(&self, event: ChatEvent) {
+        self.domain.publish(self.user, Change::Chat(event.clone()));
+        self.inner.event(event);
+    }
 }
 
 /// A user message accepted for a turn.
@@ -242,6 +261,11 @@ impl Domain {
         match stored {
             Ok(user_message) => {
                 self.signal_index();
+                self.publish_from(
+                    user,
+                    Change::Chat(ChatEvent::Message(user_message.clone())),
+                    request.origin.clone(),
+                );
                 Ok(Accepted {
                     user_message,
                     answer: None,
@@ -280,17 +304,104 @@ impl Domain {
         }))
     }
 
+    /// Answers an accepted message: its stored answer if it has one, else a turn, run after
+    /// the turns before it in the conversation. Progress goes to the listener and to the bus.
+    pub async fn answer(
+        &self,
+        user: &UserId,
+        accepted: &Accepted,
+        listener: &dyn ChatListener,
+    ) -> DomainResult<Message> {
+        let message = &accepted.user_message;
+        if let Some(answer) = &accepted.answer {
+            listener.event(ChatEvent::Done {
+                conversation_id: message.conversation_id,
+                message: answer.clone(),
+            });
+            return Ok(answer.clone());
+        }
+        let mut ticket = match self
+            .turns
+            .reserve(user, message.conversation_id, message.id)
+        {
+            Ok(ticket) => ticket,
+            Err(refused) => {
+                let (code, text) = match refused {
+                    Refused::Pending => ("conflict", "a turn for this message is already running"),
+                    Refused::Closed => ("unavailable", "the server is shutting down"),
+                };
+                listener.event(ChatEvent::Error {
+                    conversation_id: message.conversation_id,
+                    client_message_id: message.client_message_id.clone(),
+                    code,
+                    message: text.to_owned(),
+                    retryable: true,
+                });
+                return Err(refusal(refused));
+            }
+        };
+        let cancel = ticket.start().await;
+        self.run_turn(user, message, listener, cancel).await
+    }
+
+    /// Schedules the turn of an accepted message in the background, unless it has its answer
+    /// or a turn already (a retry); the turn's progress goes to the bus only.
+    pub fn schedule(&self, user: &UserId, accepted: &Accepted) {
+        if accepted.answer.is_some() {
+            return;
+        }
+        let message = accepted.user_message.clone();
+        match self
+            .turns
+            .reserve(user, message.conversation_id, message.id)
+        {
+            Ok(mut ticket) => {
+                let domain = self.clone();
+                let user = user.clone();
+                self.turns.spawn(async move {
+                    let cancel = ticket.start().await;
+                    // Failures went out as `chat:error`.
+                    let _ = domain.run_turn(&user, &message, &NoListener, cancel).await;
+                    drop(ticket);
+                });
+            }
+            // A retry of a message whose turn is under way: the one turn goes on.
+            Err(Refused::Pending) => {}
+            Err(Refused::Closed) => self.publish(
+                user,
+                Change::Chat(ChatEvent::Error {
+                    conversation_id: message.conversation_id,
+                    client_message_id: message.client_message_id.clone(),
+                    code: "unavailable",
+                    message: "the server is shutting down; send the message again later".into(),
+                    retryable: true,
+                }),
+            ),
+        }
+    }
+
+    /// Cancels the turn running in the conversation (this process only); what it streamed so
+    /// far is stored as the answer.
+    pub fn cancel_turn(&self, user: &UserId, conversation: Uuid) -> bool {
+        self.turns.cancel(user, conversation)
+    }
+
     /// Runs the assistant on an accepted message and stores its answer. Progress goes to the
-    /// listener; on failure the user's message stays stored (and the tools that ran are kept
-    /// in a partial assistant message).
+    /// listener and the bus; on failure the user's message stays stored (and the tools that
+    /// ran are kept in a partial assistant message).
     #[tracing::instrument(level = "debug", skip_all, fields(user = %user))]
-    pub async fn run_turn(
+    async fn run_turn(
         &self,
         user: &UserId,
         user_message: &Message,
         listener: &dyn ChatListener,
         cancel: CancellationToken,
     ) -> DomainResult<Message> {
+        let listener = &Publish {
+            domain: self,
+            user,
+            inner: listener,
+        };
         let conversation_id = user_message.conversation_id;
         let message_id = Uuid::now_v7();
         let context = self.context(user, user_message).await?;
@@ -387,29 +498,19 @@ impl Domain {
         error
     }
 
-    /// A whole turn: accept, run (unless this retry already has its answer), answer.
+    /// A whole turn, waited for: accept, then answer.
     pub async fn chat(
         &self,
         user: &UserId,
         request: ChatRequest,
         listener: &dyn ChatListener,
-        cancel: CancellationToken,
     ) -> DomainResult<ChatTurn> {
         let accepted = self.accept_message(user, &request).await?;
-        let user_message = accepted.user_message;
         if accepted.fresh {
-            listener.event(ChatEvent::Message(user_message.clone()));
+            listener.event(ChatEvent::Message(accepted.user_message.clone()));
         }
-        let assistant_message = match accepted.answer {
-            Some(answer) => {
-                listener.event(ChatEvent::Done {
-                    conversation_id: user_message.conversation_id,
-                    message: answer.clone(),
-                });
-                answer
-            }
-            None => self.run_turn(user, &user_message, listener, cancel).await?,
-        };
+        let assistant_message = self.answer(user, &accepted, listener).await?;
+        let user_message = accepted.user_message;
         Ok(ChatTurn {
             conversation_id: user_message.conversation_id,
             user_message,
@@ -495,6 +596,15 @@ impl Domain {
                 Vec::new()
             }
         }
+    }
+}
+
+fn refusal(refused: Refused) -> DomainError {
+    match refused {
+        Refused::Pending => DomainError::Conflict(
+            "a turn for this message is already running; its answer will be stored".into(),
+        ),
+        Refused::Closed => DomainError::Unavailable("the server is shutting down".into()),
     }
 }
 

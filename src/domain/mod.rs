@@ -14,6 +14,7 @@ pub mod ports;
 pub mod service;
 pub mod task;
 pub mod tools;
+pub mod turns;
 pub mod user;
 pub mod values;
 

@@ -21,6 +21,7 @@ use super::ports::{
     UserRepository,
 };
 use super::task::{NewTask, Task, TaskPatch, TaskQuery};
+use super::turns::Turns;
 use super::user::User;
 use super::values::UserId;
 
@@ -76,6 +77,7 @@ pub struct Domain {
     pub(crate) settings: Settings,
     known_users: Arc<KnownUsers>,
     index_signal: Arc<Notify>,
+    pub(crate) turns: Arc<Turns>,
 }
 
 impl Domain {
@@ -85,6 +87,7 @@ impl Domain {
             settings,
             known_users: Arc::new(KnownUsers::new(Duration::from_secs(300), 100_000)),
             index_signal: Arc::new(Notify::new()),
+            turns: Arc::new(Turns::default()),
         }
     }
 
@@ -97,6 +100,11 @@ impl Domain {
         self.index_signal.notify_one();
     }
 
+    /// The turns queued and running in this process.
+    pub fn turns(&self) -> &Arc<Turns> {
+        &self.turns
+    }
+
     pub fn ports(&self) -> &Ports {
         &self.ports
     }
@@ -105,10 +113,15 @@ impl Domain {
         &self.ports.bus
     }
 
-    fn publish(&self, user: &UserId, change: Change) {
+    pub(crate) fn publish(&self, user: &UserId, change: Change) {
+        self.publish_from(user, change, None);
+    }
+
+    pub(crate) fn publish_from(&self, user: &UserId, change: Change, origin: Option<Arc<str>>) {
         self.ports.bus.publish(DomainEvent {
             user_id: user.clone(),
             change,
+            origin,
         });
     }
 

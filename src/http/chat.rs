@@ -11,7 +11,6 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::AppState;
@@ -68,17 +67,14 @@ async fn chat(
         conversation_id: body.conversation_id,
         client_message_id: body.client_message_id,
         text: body.text,
+        origin: None,
     };
     let domain = state.domain.clone();
     let user = user.0;
     if !wants_event_stream(&req) {
-        let turn = tokio::spawn(async move {
-            domain
-                .chat(&user, request, &NoListener, CancellationToken::new())
-                .await
-        })
-        .await
-        .map_err(|e| DomainError::Internal(anyhow::anyhow!("chat turn task failed: {e}")))??;
+        let turn = tokio::spawn(async move { domain.chat(&user, request, &NoListener).await })
+            .await
+            .map_err(|e| DomainError::Internal(anyhow::anyhow!("chat turn task failed: {e}")))??;
         return Ok(HttpResponse::Ok().json(json!({
             "conversationId": turn.conversation_id,
             "userMessage": turn.user_message,
@@ -91,20 +87,9 @@ async fn chat(
     let (sender, receiver) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         let listener = Channel(sender);
-        let message = accepted.user_message;
-        listener.event(ChatEvent::Message(message.clone()));
-        match accepted.answer {
-            Some(answer) => listener.event(ChatEvent::Done {
-                conversation_id: message.conversation_id,
-                message: answer,
-            }),
-            None => {
-                // Failures were reported as `chat:error` events.
-                let _ = domain
-                    .run_turn(&user, &message, &listener, CancellationToken::new())
-                    .await;
-            }
-        }
+        listener.event(ChatEvent::Message(accepted.user_message.clone()));
+        // Failures went out as `chat:error` events.
+        let _ = domain.answer(&user, &accepted, &listener).await;
     });
     let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
         let event = receiver.recv().await?;

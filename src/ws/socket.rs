@@ -1,0 +1,586 @@
+//! One Socket.IO connection: the HTTP upgrade, the Engine.IO handshake, the CONNECT with the
+//! token, then events in and out until either side leaves.
+//!
+//! Everything a connection does runs in one task: reading frames, handling events (a
+//! `chat:send` waits for its message to be stored before the next event is read, so one
+//! socket's messages are accepted in the order it sent them), writing the frames the hub
+//! queued for it, and the heartbeat.
+
+use std::time::Duration;
+
+use actix_web::http::{Method, StatusCode};
+use actix_web::{HttpRequest, HttpResponse, web};
+use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, Session};
+use bytestring::ByteString;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::Realtime;
+use super::fanout::Envelope;
+use super::hub::{Registration, SocketId};
+use super::packet::{self, EnginePacket, Packet, PacketKind};
+use crate::auth::AuthError;
+use crate::domain::chat::ChatRequest;
+use crate::domain::{DomainError, UserId};
+use crate::http::error::error_body;
+
+const WEBSOCKET_ONLY: &str = "this server offers the WebSocket transport only: connect with \
+    io(url, { transports: [\"websocket\"], auth: { token } })";
+
+fn refuse(status: StatusCode, code: &str, message: &str, details: Option<Value>) -> HttpResponse {
+    HttpResponse::build(status).json(error_body(code, message, details))
+}
+
+/// `/socket.io/`: upgrades `?EIO=4&transport=websocket`; anything else gets a JSON 400.
+pub(super) async fn entry(
+    req: HttpRequest,
+    body: web::Payload,
+    realtime: web::Data<Realtime>,
+) -> HttpResponse {
+    let query: Vec<(String, String)> =
+        serde_urlencoded::from_str(req.query_string()).unwrap_or_default();
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    if param("transport") != Some("websocket") || req.method() != Method::GET {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "validation_failed",
+            WEBSOCKET_ONLY,
+            Some(json!({ "transport": "only \"websocket\" is offered" })),
+        );
+    }
+    if param("EIO") != Some("4") {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "validation_failed",
+            "only Engine.IO protocol 4 is spoken (socket.io-client v3 and v4)",
+            Some(json!({ "EIO": "must be 4" })),
+        );
+    }
+    if realtime.closing.is_cancelled() {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the server is shutting down",
+            None,
+        );
+    }
+    let (response, session, stream) = match actix_ws::handle(&req, body) {
+        Ok(parts) => parts,
+        Err(e) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "validation_failed",
+                &format!("not a WebSocket upgrade: {e}"),
+                None,
+            );
+        }
+    };
+    let max = realtime.config.max_payload_bytes;
+    let stream = stream
+        .max_frame_size(max)
+        .aggregate_continuations()
+        .max_continuation_size(max);
+    let realtime = realtime.into_inner();
+    actix_web::rt::spawn(async move {
+        let connection = Connection {
+            realtime,
+            session,
+            stream,
+            sid: Uuid::new_v4().simple().to_string().into(),
+        };
+        connection.run().await;
+    });
+    response
+}
+
+fn new_id() -> String {
+    Uuid::new_v4().simple().to_string()
+}
+
+struct Connection {
+    realtime: std::sync::Arc<Realtime>,
+    session: Session,
+    stream: AggregatedMessageStream,
+    /// The Socket.IO session id, also the socket's id in the hub.
+    sid: SocketId,
+}
+
+/// A signed-in socket.
+struct Member {
+    user: UserId,
+    frames: mpsc::Receiver<ByteString>,
+    kill: CancellationToken,
+    _registration: Registration,
+}
+
+enum Flow {
+    Continue,
+    Close(&'static str),
+}
+
+impl Connection {
+    async fn run(mut self) {
+        let config = &self.realtime.config;
+        let open = format!(
+            "0{}",
+            json!({
+                "sid": new_id(),
+                "upgrades": [],
+                "pingInterval": config.ping_interval_secs * 1000,
+                "pingTimeout": config.ping_timeout_secs * 1000,
+                "maxPayload": config.max_payload_bytes,
+            })
+        );
+        if self.session.text(open).await.is_err() {
+            return;
+        }
+        let member = match self.handshake().await {
+            Ok(member) => member,
+            Err(reason) => {
+                tracing::debug!(socket = %self.sid, reason, "socket closed before connecting");
+                let _ = self.session.close(None).await;
+                return;
+            }
+        };
+        tracing::info!(user = %member.user, socket = %self.sid, "socket connected");
+        let reason = self.serve(member).await;
+        tracing::info!(socket = %self.sid, reason, "socket disconnected");
+    }
+
+    /// Reads until the CONNECT packet of the default namespace, and signs the socket in.
+    async fn handshake(&mut self) -> Result<Member, &'static str> {
+        let deadline =
+            Instant::now() + Duration::from_secs(self.realtime.config.connect_timeout_secs);
+        loop {
+            let message = tokio::select! {
+                message = self.stream.recv() => message,
+                () = sleep_until(deadline) => return Err("no CONNECT packet in time"),
+                () = self.realtime.closing.cancelled() => return Err("the server is shutting down"),
+            };
+            let text = match message {
+                Some(Ok(AggregatedMessage::Text(text))) => text,
+                Some(Ok(AggregatedMessage::Ping(bytes))) => {
+                    let _ = self.session.pong(&bytes).await;
+                    continue;
+                }
+                Some(Ok(AggregatedMessage::Binary(_) | AggregatedMessage::Pong(_))) => continue,
+                Some(Ok(AggregatedMessage::Close(_))) | None => return Err("the client left"),
+                Some(Err(_)) => {
+                    return Err("WebSocket protocol error (or a frame over maxPayload)");
+                }
+            };
+            let packet = match packet::decode_engine(&text) {
+                Ok(EnginePacket::Message(data)) => packet::decode_packet(data),
+                Ok(EnginePacket::Ping(data)) => {
+                    let _ = self.session.text(format!("3{data}")).await;
+                    continue;
+                }
+                Ok(EnginePacket::Close) => return Err("the client left"),
+                Ok(_) => continue,
+                Err(_) => return Err("malformed Engine.IO packet"),
+            };
+            let packet = packet.map_err(|_| "malformed Socket.IO packet")?;
+            if packet.kind != PacketKind::Connect {
+                // Packets for a namespace not joined are dropped, as Socket.IO servers do.
+                continue;
+            }
+            if packet.namespace != "/" {
+                let frame = packet::connect_frame(
+                    &packet.namespace,
+                    json!({ "message": "Invalid namespace" }),
+                    false,
+                );
+                let _ = self.session.text(frame).await;
+                continue;
+            }
+            return self.sign_in(packet).await;
+        }
+    }
+
+    async fn sign_in(&mut self, packet: Packet) -> Result<Member, &'static str> {
+        let token = packet
+            .data
+            .as_ref()
+            .and_then(|auth| auth.get("token"))
+            .and_then(Value::as_str);
+        let verified = match token {
+            Some(token) => self.realtime.verifier.verify(token).await,
+            None => Err(AuthError::Invalid("no token".into())),
+        };
+        let user = match verified {
+            Ok(user) => user,
+            Err(AuthError::Invalid(reason)) => {
+                tracing::debug!(socket = %self.sid, reason, "socket refused: bad token");
+                return Err(self.connect_error("unauthenticated").await);
+            }
+            Err(AuthError::Unavailable(reason)) => {
+                tracing::warn!(socket = %self.sid, reason, "socket refused: cannot check tokens");
+                return Err(self.connect_error("unavailable").await);
+            }
+        };
+        if let Err(e) = self.realtime.domain.sign_in(&user).await {
+            tracing::warn!(socket = %self.sid, error = %e, "socket refused: sign-in failed");
+            return Err(self.connect_error("unavailable").await);
+        }
+        let Ok((registration, frames, kill)) = self.realtime.hub.register(&user, self.sid.clone())
+        else {
+            tracing::info!(user = %user, "socket refused: too many sockets for this user");
+            return Err(self.connect_error("too many sockets for this user").await);
+        };
+        let connected = packet::connect_frame("/", json!({ "sid": &*self.sid }), true);
+        if self.session.text(connected).await.is_err() {
+            return Err("the client left");
+        }
+        Ok(Member {
+            user,
+            frames,
+            kill,
+            _registration: registration,
+        })
+    }
+
+    async fn connect_error(&mut self, message: &'static str) -> &'static str {
+        let frame = packet::connect_frame("/", json!({ "message": message }), false);
+        let _ = self.session.text(frame).await;
+        message
+    }
+
+    async fn serve(&mut self, mut member: Member) -> &'static str {
+        let config = &self.realtime.config;
+        let interval = Duration::from_secs(config.ping_interval_secs);
+        let ping_timeout = Duration::from_secs(config.ping_timeout_secs);
+        let mut ping = tokio::time::interval_at(Instant::now() + interval, interval);
+        let mut pong_deadline: Option<Instant> = None;
+        let closing = self.realtime.closing.clone();
+        let reason = loop {
+            tokio::select! {
+                biased;
+                () = member.kill.cancelled() => {
+                    let _ = self.session.clone().close(Some(CloseReason {
+                        code: CloseCode::Policy,
+                        description: Some("too slow to read events".into()),
+                    })).await;
+                    return "too slow to read its events";
+                }
+                () = closing.cancelled() => {
+                    let _ = self.write(packet::DISCONNECT_FRAME.into(), &member.kill).await;
+                    break "the server is shutting down";
+                }
+                frame = member.frames.recv() => {
+                    let Some(frame) = frame else { break "removed from the hub" };
+                    if !self.write(frame, &member.kill).await {
+                        break "could not write";
+                    }
+                }
+                message = self.stream.recv() => {
+                    pong_deadline = None;
+                    match self.on_message(&member, message).await {
+                        Flow::Continue => {}
+                        Flow::Close(reason) => break reason,
+                    }
+                }
+                _ = ping.tick() => {
+                    if !self.write(packet::PING_FRAME.into(), &member.kill).await {
+                        break "could not write";
+                    }
+                    pong_deadline.get_or_insert(Instant::now() + ping_timeout);
+                }
+                () = sleep_until(pong_deadline.unwrap_or_else(Instant::now)), if pong_deadline.is_some() => {
+                    break "ping timeout";
+                }
+            }
+        };
+        let _ = self.session.clone().close(None).await;
+        reason
+    }
+
+    /// Writes a frame, giving up on a client that does not read.
+    async fn write(&mut self, frame: ByteString, kill: &CancellationToken) -> bool {
+        let timeout = Duration::from_secs(self.realtime.config.ping_timeout_secs);
+        tokio::select! {
+            written = tokio::time::timeout(timeout, self.session.text(frame)) => {
+                matches!(written, Ok(Ok(())))
+            }
+            () = kill.cancelled() => false,
+        }
+    }
+
+    async fn on_message(
+        &mut self,
+        member: &Member,
+        message: Option<Result<AggregatedMessage, actix_ws::ProtocolError>>,
+    ) -> Flow {
+        let text = match message {
+            Some(Ok(AggregatedMessage::Text(text))) => text,
+            // Attachments of binary events, which are refused when announced.
+            Some(Ok(AggregatedMessage::Binary(_) | AggregatedMessage::Pong(_))) => {
+                return Flow::Continue;
+            }
+            Some(Ok(AggregatedMessage::Ping(bytes))) => {
+                let _ = self.session.pong(&bytes).await;
+                return Flow::Continue;
+            }
+            Some(Ok(AggregatedMessage::Close(_))) | None => return Flow::Close("the client left"),
+            Some(Err(actix_ws::ProtocolError::Overflow)) => {
+                tracing::info!(
+                    user = %member.user,
+                    socket = %self.sid,
+                    max_payload = self.realtime.config.max_payload_bytes,
+                    "socket sent a frame over maxPayload; closing it"
+                );
+                let _ = self
+                    .session
+                    .clone()
+                    .close(Some(CloseReason {
+                        code: CloseCode::Size,
+                        description: Some("frame over maxPayload".into()),
+                    }))
+                    .await;
+                return Flow::Close("a frame over maxPayload");
+            }
+            Some(Err(_)) => return Flow::Close("WebSocket protocol error"),
+        };
+        let data = match packet::decode_engine(&text) {
+            Ok(EnginePacket::Message(data)) => data,
+            Ok(EnginePacket::Ping(data)) => {
+                let _ = self.write(format!("3{data}").into(), &member.kill).await;
+                return Flow::Continue;
+            }
+            Ok(EnginePacket::Close) => return Flow::Close("the client left"),
+            Ok(EnginePacket::Pong(_) | EnginePacket::Noop | EnginePacket::Upgrade) => {
+                return Flow::Continue;
+            }
+            Err(e) => return self.malformed(member, &e.to_string()),
+        };
+        let packet = match packet::decode_packet(data) {
+            Ok(packet) => packet,
+            Err(e) => return self.malformed(member, &e.to_string()),
+        };
+        if packet.namespace != "/" {
+            return Flow::Continue;
+        }
+        match packet.kind {
+            PacketKind::Disconnect => Flow::Close("the client disconnected"),
+            PacketKind::Event => {
+                let Ok((name, args)) = packet.event() else {
+                    return Flow::Continue;
+                };
+                let answer = self
+                    .on_event(member, name, args.first(), packet.ack_id)
+                    .await;
+                if let (Some(id), Some(answer)) = (packet.ack_id, answer) {
+                    let frame = packet::ack_frame(id, answer);
+                    if !self.write(frame.into(), &member.kill).await {
+                        return Flow::Close("could not write");
+                    }
+                }
+                Flow::Continue
+            }
+            PacketKind::BinaryEvent => {
+                if let Some(id) = packet.ack_id {
+                    let answer = failure(
+                        "validation_failed",
+                        "binary payloads are not accepted; send JSON",
+                    );
+                    let _ = self
+                        .write(packet::ack_frame(id, answer).into(), &member.kill)
+                        .await;
+                }
+                Flow::Continue
+            }
+            // Acks of server events (none ask for one), a second CONNECT: nothing to do.
+            _ => Flow::Continue,
+        }
+    }
+
+    fn malformed(&self, member: &Member, error: &str) -> Flow {
+        tracing::info!(user = %member.user, socket = %self.sid, error, "malformed packet; closing the socket");
+        Flow::Close("malformed packet")
+    }
+
+    /// Handles an event; returns the ack payload, or None when the ack is queued elsewhere.
+    async fn on_event(
+        &self,
+        member: &Member,
+        name: &str,
+        payload: Option<&Value>,
+        ack_id: Option<u64>,
+    ) -> Option<Value> {
+        let payload = payload.unwrap_or(&Value::Null);
+        match name {
+            "chat:send" => Some(self.chat_send(member, payload).await),
+            "chat:cancel" => Some(match parse::<ConversationPayload>(payload) {
+                Ok(p) => {
+                    self.realtime.fanout.publish(Envelope::Cancel {
+                        user: member.user.as_str().to_owned(),
+                        conversation: p.conversation_id,
+                    });
+                    json!({ "ok": true })
+                }
+                Err(e) => e,
+            }),
+            "chat:resume" => match parse::<ConversationPayload>(payload) {
+                Ok(p) => {
+                    if let Some(id) = ack_id {
+                        self.realtime
+                            .hub
+                            .resume(&member.user, &self.sid, p.conversation_id, id);
+                    }
+                    None
+                }
+                Err(e) => Some(e),
+            },
+            other => {
+                tracing::debug!(socket = %self.sid, event = other, "unknown event");
+                Some(failure(
+                    "unknown_event",
+                    &format!(
+                        "unknown event {other:?}; see the API for chat:send, chat:cancel and chat:resume"
+                    ),
+                ))
+            }
+        }
+    }
+
+    async fn chat_send(&self, member: &Member, payload: &Value) -> Value {
+        let realtime = &self.realtime;
+        if realtime.closing.is_cancelled() {
+            return failure(
+                "unavailable",
+                "the server is shutting down; send again later",
+            );
+        }
+        let send = match parse::<SendPayload>(payload) {
+            Ok(send) => send,
+            Err(e) => return e,
+        };
+        let id_len = send.client_message_id.chars().count();
+        if !(1..=64).contains(&id_len) {
+            return invalid("clientMessageId", "must be 1 to 64 characters");
+        }
+        let text_len = send.text.chars().count();
+        let max = realtime.config.max_text_chars;
+        if text_len > max {
+            return invalid("text", &format!("must be at most {max} characters"));
+        }
+        if send.text.trim().is_empty() {
+            return invalid("text", "must not be empty");
+        }
+        if let Err(wait) = realtime.limiter.check(&member.user) {
+            let secs = wait.as_secs().max(1);
+            return json!({
+                "ok": false,
+                "error": {
+                    "code": "rate_limited",
+                    "message": format!("too many messages; try again in {secs} s"),
+                    "retryAfter": secs,
+                },
+            });
+        }
+        let request = ChatRequest {
+            conversation_id: send.conversation_id,
+            client_message_id: Some(send.client_message_id),
+            text: send.text,
+            origin: Some(self.sid.clone()),
+        };
+        let domain = &realtime.domain;
+        match domain.accept_message(&member.user, &request).await {
+            Ok(accepted) => {
+                let message = &accepted.user_message;
+                let ack = json!({
+                    "ok": true,
+                    "conversationId": message.conversation_id,
+                    "messageId": message.id,
+                });
+                domain.schedule(&member.user, &accepted);
+                ack
+            }
+            Err(e) => domain_failure(&e),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SendPayload {
+    #[serde(default)]
+    conversation_id: Option<Uuid>,
+    client_message_id: String,
+    text: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ConversationPayload {
+    conversation_id: Uuid,
+}
+
+/// Reads an event payload; a mismatch is a `validation_failed` ack naming the field.
+fn parse<T: serde::de::DeserializeOwned>(payload: &Value) -> Result<T, Value> {
+    if !payload.is_object() {
+        return Err(failure(
+            "validation_failed",
+            "the payload must be a JSON object",
+        ));
+    }
+    serde_path_to_error::deserialize(payload).map_err(|e| {
+        let field = e.path().to_string();
+        let problem = e.inner().to_string();
+        json!({
+            "ok": false,
+            "error": {
+                "code": "validation_failed",
+                "message": format!("{field}: {problem}"),
+                "details": { field: problem },
+            },
+        })
+    })
+}
+
+fn failure(code: &str, message: &str) -> Value {
+    json!({ "ok": false, "error": { "code": code, "message": message } })
+}
+
+fn invalid(field: &str, problem: &str) -> Value {
+    json!({
+        "ok": false,
+        "error": {
+            "code": "validation_failed",
+            "message": format!("{field}: {problem}"),
+            "details": { field: problem },
+        },
+    })
+}
+
+fn domain_failure(error: &DomainError) -> Value {
+    match error {
+        DomainError::NotFound => failure("not_found", "no such conversation"),
+        DomainError::Validation(fields) => json!({
+            "ok": false,
+            "error": {
+                "code": "validation_failed",
+                "message": fields.to_string(),
+                "details": fields,
+            },
+        }),
+        DomainError::Conflict(m) => failure("conflict", m),
+        DomainError::Unavailable(m) => failure("unavailable", m),
+        DomainError::BadGateway(m) => failure("bad_gateway", m),
+        DomainError::Internal(e) => {
+            tracing::error!(error = ?e, "chat:send failed");
+            failure(
+                "internal",
+                "something went wrong; the message may be sent again",
+            )
+        }
+    }
+}

@@ -1,0 +1,819 @@
+//! The realtime edge through a raw WebSocket client: the Engine.IO / Socket.IO protocol
+//! details, chat events, fan-out to the user's sockets, limits.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+use crate::slow_llm::SlowLlm;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A minimal Socket.IO client: answers pings, keeps events that arrive while it waits for
+/// something else.
+struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    next_ack: u64,
+    events: VecDeque<(String, Value)>,
+    answer_pings: bool,
+}
+
+enum Frame {
+    Text(String),
+    Closed,
+}
+
+impl Client {
+    /// The WebSocket and the Engine.IO open packet.
+    async fn open(app: &TestApp) -> (Self, Value) {
+        Self::open_at(&app.addr.to_string()).await
+    }
+
+    async fn open_at(addr: &str) -> (Self, Value) {
+        let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("WebSocket upgrade");
+        let mut client = Self {
+            ws,
+            next_ack: 0,
+            events: VecDeque::new(),
+            answer_pings: true,
+        };
+        let Frame::Text(open) = client.frame().await else {
+            panic!("closed before the open packet");
+        };
+        let open = open.strip_prefix('0').expect("an open packet first");
+        (client, serde_json::from_str(open).unwrap())
+    }
+
+    /// Connected and signed in as `user`.
+    async fn connect(app: &TestApp, user: &str) -> Self {
+        let (mut client, _) = Self::open(app).await;
+        let answer = client
+            .send_connect(json!({ "token": format!("dev:{user}") }))
+            .await;
+        assert!(answer.starts_with("40{"), "CONNECT refused: {answer}");
+        client
+    }
+
+    /// Sends CONNECT with this auth; returns the server's answer packet.
+    async fn send_connect(&mut self, auth: Value) -> String {
+        self.text(format!("40{auth}")).await;
+        loop {
+            match self.frame().await {
+                Frame::Text(t) if t.starts_with("40") || t.starts_with("44") => return t,
+                Frame::Text(_) => {}
+                Frame::Closed => panic!("closed before answering CONNECT"),
+            }
+        }
+    }
+
+    async fn text(&mut self, text: impl Into<String>) {
+        self.ws
+            .send(Message::text(text.into()))
+            .await
+            .expect("send a frame");
+    }
+
+    /// The next text frame (pings answered on the way), or Closed.
+    async fn frame(&mut self) -> Frame {
+        loop {
+            let next = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a frame in time");
+            match next {
+                Some(Ok(Message::Text(t))) => {
+                    if t.as_str() == "2" {
+                        if self.answer_pings {
+                            self.text("3").await;
+                        }
+                        continue;
+                    }
+                    return Frame::Text(t.to_string());
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Frame::Closed,
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// Emits an event with an ack id and waits for the ack, keeping events that come first.
+    async fn emit(&mut self, name: &str, payload: Value) -> Value {
+        let id = self.next_ack;
+        self.next_ack += 1;
+        self.text(format!("42{id}{}", json!([name, payload]))).await;
+        let prefix = format!("43{id}");
+        loop {
+            match self.frame().await {
+                Frame::Text(t) if t.starts_with(&prefix) => {
+                    let args: Value = serde_json::from_str(&t[prefix.len()..]).unwrap();
+                    return args[0].clone();
+                }
+                Frame::Text(t) => self.keep(&t),
+                Frame::Closed => panic!("closed while waiting for the ack of {name}"),
+            }
+        }
+    }
+
+    fn keep(&mut self, frame: &str) {
+        if let Some(event) = frame.strip_prefix("42") {
+            let event: Value = serde_json::from_str(event).unwrap();
+            let name = event[0].as_str().unwrap().to_owned();
+            self.events.push_back((name, event[1].clone()));
+        }
+    }
+
+    /// The next event (of any name).
+    async fn next_event(&mut self) -> (String, Value) {
+        loop {
+            if let Some(event) = self.events.pop_front() {
+                return event;
+            }
+            match self.frame().await {
+                Frame::Text(t) => self.keep(&t),
+                Frame::Closed => panic!("closed while waiting for an event"),
+            }
+        }
+    }
+
+    /// Events up to and including the first named `last`.
+    async fn events_until(&mut self, last: &str) -> Vec<(String, Value)> {
+        let mut seen = Vec::new();
+        loop {
+            let event = self.next_event().await;
+            let done = event.0 == last;
+            seen.push(event);
+            if done {
+                return seen;
+            }
+        }
+    }
+
+    /// The next event with this name; others are skipped.
+    async fn event(&mut self, name: &str) -> Value {
+        self.events_until(name).await.pop().unwrap().1
+    }
+
+    /// Events that arrive within `quiet`.
+    async fn drain(&mut self, quiet: Duration) -> Vec<(String, Value)> {
+        let mut seen: Vec<_> = self.events.drain(..).collect();
+        while let Ok(next) = tokio::time::timeout(quiet, self.ws.next()).await {
+            match next {
+                Some(Ok(Message::Text(t))) if t.as_str() == "2" => self.text("3").await,
+                Some(Ok(Message::Text(t))) => {
+                    self.keep(&t);
+                    seen.extend(self.events.drain(..));
+                }
+                Some(Ok(_)) => {}
+                _ => break,
+            }
+        }
+        seen
+    }
+
+    /// Reads (answering pings, keeping events) for this long.
+    async fn idle(&mut self, duration: Duration) {
+        let until = tokio::time::Instant::now() + duration;
+        while let Ok(frame) = tokio::time::timeout_at(until, self.frame()).await {
+            match frame {
+                Frame::Text(t) => self.keep(&t),
+                Frame::Closed => panic!("closed while idle"),
+            }
+        }
+    }
+
+    /// Waits until the server closes the connection; panics on any other frame but pings.
+    async fn closed(&mut self) {
+        loop {
+            if let Frame::Closed = self.frame().await {
+                return;
+            }
+        }
+    }
+}
+
+fn send(id: &str, text: &str) -> Value {
+    json!({ "clientMessageId": id, "text": text })
+}
+
+fn names(events: &[(String, Value)]) -> Vec<&str> {
+    events.iter().map(|(n, _)| n.as_str()).collect()
+}
+
+#[tokio::test]
+async fn polling_and_old_protocols_get_a_json_400() {
+    let app = spawn_app().await;
+    let polling = app
+        .client
+        .get(app.url("/socket.io/?EIO=4&transport=polling&t=abc"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(polling.status(), StatusCode::BAD_REQUEST);
+    let body: Value = polling.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "validation_failed");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(r#"transports: ["websocket"]"#),
+        "{message}"
+    );
+
+    let post = app
+        .client
+        .post(app.url("/socket.io/?EIO=4&transport=polling"))
+        .body("40")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status(), StatusCode::BAD_REQUEST);
+
+    let v3 = app
+        .client
+        .get(app.url("/socket.io/?EIO=3&transport=websocket"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(v3.status(), StatusCode::BAD_REQUEST);
+    let body: Value = v3.json().await.unwrap();
+    assert_eq!(body["error"]["details"]["EIO"], "must be 4");
+}
+
+#[tokio::test]
+async fn the_handshake_follows_engine_io_4() {
+    let app = spawn_app().await;
+    let (mut client, open) = Client::open(&app).await;
+    assert!(
+        open["sid"].as_str().is_some_and(|s| !s.is_empty()),
+        "{open}"
+    );
+    assert_eq!(open["upgrades"], json!([]));
+    assert_eq!(open["pingInterval"], 25_000);
+    assert_eq!(open["pingTimeout"], 20_000);
+    assert_eq!(open["maxPayload"], 1_000_000);
+
+    // Another namespace is refused without closing the connection.
+    client.text(r#"40/admin,{"token":"dev:alice"}"#).await;
+    let Frame::Text(refused) = client.frame().await else {
+        panic!("closed")
+    };
+    assert_eq!(refused, r#"44/admin,{"message":"Invalid namespace"}"#);
+
+    let answer = client.send_connect(json!({"token": "dev:alice"})).await;
+    let connected: Value = serde_json::from_str(answer.strip_prefix("40").unwrap()).unwrap();
+    assert!(connected["sid"].as_str().is_some(), "{answer}");
+
+    // An Engine.IO ping from the client gets its pong.
+    client.text("2probe").await;
+    let Frame::Text(pong) = client.frame().await else {
+        panic!("closed")
+    };
+    assert_eq!(pong, "3probe");
+}
+
+#[tokio::test]
+async fn bad_or_missing_tokens_get_connect_error_and_close() {
+    let app = spawn_app().await;
+    for auth in [json!({"token": "nope"}), json!({}), json!({"token": 42})] {
+        let (mut client, _) = Client::open(&app).await;
+        let answer = client.send_connect(auth.clone()).await;
+        assert_eq!(answer, r#"44{"message":"unauthenticated"}"#, "{auth}");
+        client.closed().await;
+    }
+    // No auth object at all.
+    let (mut client, _) = Client::open(&app).await;
+    client.text("40").await;
+    let Frame::Text(answer) = client.frame().await else {
+        panic!("closed before CONNECT_ERROR")
+    };
+    assert_eq!(answer, r#"44{"message":"unauthenticated"}"#);
+    client.closed().await;
+}
+
+#[tokio::test]
+async fn a_chat_turn_streams_to_every_socket_of_the_user_and_no_one_else() {
+    let app = spawn_app().await;
+    let mut phone = Client::connect(&app, "alice").await;
+    let mut laptop = Client::connect(&app, "alice").await;
+    let mut bob = Client::connect(&app, "bob").await;
+
+    let ack = phone
+        .emit("chat:send", send("m1", "add a task buy milk tomorrow"))
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let conversation = ack["conversationId"].as_str().unwrap().to_owned();
+    let message_id = ack["messageId"].as_str().unwrap().to_owned();
+
+    let on_phone = phone.events_until("chat:done").await;
+    let seen = names(&on_phone);
+    assert!(
+        !seen.contains(&"chat:message"),
+        "no echo to the sender: {seen:?}"
+    );
+    assert!(seen.contains(&"task:created"), "{seen:?}");
+    assert!(seen.contains(&"chat:tool"), "{seen:?}");
+    let first_delta = seen
+        .iter()
+        .position(|n| *n == "chat:delta")
+        .expect("deltas");
+    assert!(first_delta < seen.len() - 1, "deltas come before done");
+    let streamed: String = on_phone
+        .iter()
+        .filter(|(n, _)| n == "chat:delta")
+        .map(|(_, p)| p["text"].as_str().unwrap())
+        .collect();
+    let (_, done) = on_phone.last().unwrap();
+    assert_eq!(done["conversationId"], conversation.as_str());
+    assert_eq!(done["message"]["role"], "assistant");
+    assert_eq!(done["message"]["content"], streamed.as_str());
+
+    let on_laptop = laptop.events_until("chat:done").await;
+    let (name, echo) = &on_laptop[0];
+    assert_eq!(name, "chat:message");
+    assert_eq!(echo["message"]["id"], message_id.as_str());
+    assert_eq!(echo["message"]["role"], "user");
+    let task = on_laptop
+        .iter()
+        .find(|(n, _)| n == "task:created")
+        .map(|(_, p)| p)
+        .expect("task:created on the other socket");
+    assert!(task["task"]["title"].as_str().unwrap().contains("milk"));
+
+    assert_eq!(bob.drain(Duration::from_millis(300)).await, []);
+}
+
+#[tokio::test]
+async fn a_retry_with_the_same_client_message_id_starts_no_second_turn() {
+    let app = spawn_app().await;
+    let mut socket = Client::connect(&app, "alice").await;
+    let first = socket
+        .emit("chat:send", send("same", "list my tasks"))
+        .await;
+    socket.event("chat:done").await;
+    let again = socket
+        .emit("chat:send", send("same", "list my tasks"))
+        .await;
+    assert_eq!(again["ok"], true);
+    assert_eq!(again["messageId"], first["messageId"]);
+    assert_eq!(again["conversationId"], first["conversationId"]);
+    assert_eq!(socket.drain(Duration::from_millis(300)).await, []);
+
+    let conflict = socket.emit("chat:send", send("same", "other text")).await;
+    assert_eq!(conflict["ok"], false);
+    assert_eq!(conflict["error"]["code"], "conflict");
+
+    let path = format!(
+        "/v1/conversations/{}/messages",
+        first["conversationId"].as_str().unwrap()
+    );
+    let messages = app.get(&path, "alice").await.body;
+    let roles: Vec<_> = messages["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["user", "assistant"]);
+}
+
+#[tokio::test]
+async fn bad_payloads_get_ok_false_and_the_socket_stays_up() {
+    let app = spawn_app().await;
+    let mut socket = Client::connect(&app, "alice").await;
+    let long = "x".repeat(8001);
+    let cases = [
+        ("chat:send", send("a", &long), "validation_failed"),
+        ("chat:send", send("a", "   "), "validation_failed"),
+        (
+            "chat:send",
+            send(&"i".repeat(65), "hi"),
+            "validation_failed",
+        ),
+        ("chat:send", json!({"text": "no id"}), "validation_failed"),
+        ("chat:send", json!("a string"), "validation_failed"),
+        (
+            "chat:send",
+            json!({"clientMessageId": "a", "text": "hi", "extra": 1}),
+            "validation_failed",
+        ),
+        (
+            "chat:send",
+            json!({"clientMessageId": "a", "text": "hi", "conversationId": "nope"}),
+            "validation_failed",
+        ),
+        (
+            "chat:send",
+            json!({"clientMessageId": "a", "text": "hi", "conversationId": uuid::Uuid::now_v7()}),
+            "not_found",
+        ),
+        ("chat:cancel", json!({}), "validation_failed"),
+        ("chat:resume", json!([1]), "validation_failed"),
+        ("chat:nonsense", json!({}), "unknown_event"),
+    ];
+    for (event, payload, code) in cases {
+        let ack = socket.emit(event, payload.clone()).await;
+        assert_eq!(ack["ok"], false, "{event} {payload}: {ack}");
+        assert_eq!(ack["error"]["code"], code, "{event} {payload}: {ack}");
+        assert!(ack["error"]["message"].as_str().is_some());
+    }
+    let long_ack = socket.emit("chat:send", send("a", &long)).await;
+    assert_eq!(
+        long_ack["error"]["details"]["text"],
+        "must be at most 8000 characters"
+    );
+
+    // A binary event is refused, its attachment ignored.
+    socket
+        .text(r#"451-7["chat:send",{"_placeholder":true,"num":0}]"#)
+        .await;
+    socket
+        .ws
+        .send(Message::binary(vec![1u8, 2, 3]))
+        .await
+        .unwrap();
+    let Frame::Text(ack) = socket.frame().await else {
+        panic!("closed")
+    };
+    assert!(
+        ack.starts_with("437[") && ack.contains("validation_failed"),
+        "{ack}"
+    );
+
+    let ok = socket
+        .emit("chat:send", send("fine", "list my tasks"))
+        .await;
+    assert_eq!(ok["ok"], true, "{ok}");
+    socket.event("chat:done").await;
+}
+
+#[tokio::test]
+async fn a_malformed_packet_or_a_frame_over_max_payload_closes_that_socket_only() {
+    let app = spawn_app_with(|c| c.realtime.max_payload_bytes = 4096, Default::default()).await;
+    let mut other = Client::connect(&app, "alice").await;
+
+    let mut big = Client::connect(&app, "alice").await;
+    big.text(format!(
+        "42{}",
+        json!(["chat:send", send("b", &"y".repeat(5000))])
+    ))
+    .await;
+    big.closed().await;
+
+    let mut garbled = Client::connect(&app, "alice").await;
+    garbled.text("42[\"chat:send\",").await;
+    garbled.closed().await;
+
+    let ack = other.emit("chat:send", send("c", "list my tasks")).await;
+    assert_eq!(ack["ok"], true);
+    other.event("chat:done").await;
+}
+
+#[tokio::test]
+async fn rest_changes_reach_every_socket_of_the_user() {
+    let app = spawn_app().await;
+    let mut one = Client::connect(&app, "alice").await;
+    let mut two = Client::connect(&app, "alice").await;
+    let mut bob = Client::connect(&app, "bob").await;
+    let task = app
+        .create_task("alice", json!({"title": "from rest"}))
+        .await;
+    let id = task["id"].as_str().unwrap();
+    for socket in [&mut one, &mut two] {
+        let created = socket.event("task:created").await;
+        assert_eq!(created["task"], task);
+    }
+    app.delete(&format!("/v1/tasks/{id}"), "alice").await;
+    for socket in [&mut one, &mut two] {
+        assert_eq!(socket.event("task:deleted").await, json!({"id": id}));
+    }
+    let event = app
+        .post(
+            "/v1/events",
+            "alice",
+            json!({"title": "standup", "startAt": "2030-01-01T09:00:00Z", "endAt": "2030-01-01T09:15:00Z"}),
+        )
+        .await;
+    assert_eq!(one.event("event:created").await["event"], event.body);
+    assert_eq!(bob.drain(Duration::from_millis(300)).await, []);
+}
+
+#[tokio::test]
+async fn a_silent_client_is_dropped_after_the_ping_timeout() {
+    let app = spawn_app_with(
+        |c| {
+            c.realtime.ping_interval_secs = 1;
+            c.realtime.ping_timeout_secs = 1;
+        },
+        Default::default(),
+    )
+    .await;
+    let mut alive = Client::connect(&app, "alice").await;
+    let mut silent = Client::connect(&app, "alice").await;
+    silent.answer_pings = false;
+    let started = std::time::Instant::now();
+    tokio::join!(silent.closed(), alive.idle(Duration::from_secs(4)));
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    // The one that answers pings is still served.
+    let ack = alive.emit("chat:send", send("p", "list my tasks")).await;
+    assert_eq!(ack["ok"], true);
+}
+
+#[tokio::test]
+async fn limits_on_sockets_and_sends_per_user() {
+    let app = spawn_app_with(
+        |c| {
+            c.realtime.max_sockets_per_user = 2;
+            c.realtime.chat_sends_per_hour = 2;
+        },
+        Default::default(),
+    )
+    .await;
+    let mut one = Client::connect(&app, "alice").await;
+    let _two = Client::connect(&app, "alice").await;
+    let (mut third, _) = Client::open(&app).await;
+    let answer = third.send_connect(json!({"token": "dev:alice"})).await;
+    assert_eq!(answer, r#"44{"message":"too many sockets for this user"}"#);
+    // Another user is not affected.
+    Client::connect(&app, "bob").await;
+
+    for id in ["r1", "r2"] {
+        let ack = one.emit("chat:send", send(id, "list my tasks")).await;
+        assert_eq!(ack["ok"], true, "{ack}");
+    }
+    let limited = one.emit("chat:send", send("r3", "list my tasks")).await;
+    assert_eq!(limited["ok"], false);
+    assert_eq!(limited["error"]["code"], "rate_limited");
+    assert!(limited["error"]["retryAfter"].as_u64().unwrap() > 0);
+}
+
+#[tokio::test]
+async fn turns_in_one_conversation_run_in_order() {
+    let app = spawn_app().await;
+    let mut socket = Client::connect(&app, "alice").await;
+    let first = socket
+        .emit("chat:send", send("o1", "add a task alpha"))
+        .await;
+    let conversation = first["conversationId"].clone();
+    let mut ids = vec![first["messageId"].clone()];
+    for (i, title) in ["beta", "gamma", "delta"].iter().enumerate() {
+        let ack = socket
+            .emit(
+                "chat:send",
+                json!({"conversationId": conversation, "clientMessageId": format!("o{}", i + 2),
+                       "text": format!("add a task {title}")}),
+            )
+            .await;
+        ids.push(ack["messageId"].clone());
+    }
+    let mut created = Vec::new();
+    for _ in 0..4 {
+        let events = socket.events_until("chat:done").await;
+        for (name, payload) in events {
+            if name == "task:created" {
+                created.push(payload["task"]["title"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    assert_eq!(created.len(), 4, "{created:?}");
+    for (title, expected) in created.iter().zip(["alpha", "beta", "gamma", "delta"]) {
+        assert!(title.to_lowercase().contains(expected), "{created:?}");
+    }
+    // Messages are listed by when they were stored: the later user messages were stored while
+    // the first turns ran, and the answers one after the other.
+    let path = format!(
+        "/v1/conversations/{}/messages",
+        conversation.as_str().unwrap()
+    );
+    let messages = app.get(&path, "alice").await.body;
+    let answers: Vec<_> = messages["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "assistant")
+        .map(|m| {
+            m["toolCalls"][0]["arguments"]["title"]
+                .as_str()
+                .unwrap()
+                .to_lowercase()
+        })
+        .collect();
+    assert_eq!(answers, ["alpha", "beta", "gamma", "delta"], "{messages}");
+    let users: Vec<_> = messages["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "user")
+        .map(|m| m["id"].clone())
+        .collect();
+    assert_eq!(users, ids);
+}
+
+#[tokio::test]
+async fn a_socket_that_reconnects_mid_answer_resumes_it() {
+    let llm = SlowLlm::start(&["Hel"], &["lo", " world"]).await;
+    let app = llm.spawn_app(|_| {}).await;
+    let mut first = Client::connect(&app, "alice").await;
+    let ack = first.emit("chat:send", send("r", "say hello")).await;
+    let conversation = ack["conversationId"].clone();
+    let delta = first.event("chat:delta").await;
+    assert_eq!(delta["text"], "Hel");
+    drop(first);
+
+    let mut second = Client::connect(&app, "alice").await;
+    let resumed = second
+        .emit("chat:resume", json!({"conversationId": conversation}))
+        .await;
+    assert_eq!(resumed["ok"], true);
+    assert_eq!(resumed["inFlight"], true, "{resumed}");
+    assert_eq!(resumed["messageId"], delta["messageId"]);
+    let mut text = resumed["text"].as_str().unwrap().to_owned();
+    assert_eq!(text, "Hel");
+    llm.release();
+    let events = second.events_until("chat:done").await;
+    for (name, payload) in &events {
+        if name == "chat:delta" {
+            text.push_str(payload["text"].as_str().unwrap());
+        }
+    }
+    let done = &events.last().unwrap().1;
+    assert_eq!(done["message"]["content"], "Hello world");
+    assert_eq!(done["message"]["id"], delta["messageId"]);
+    assert_eq!(text, "Hello world");
+
+    let after = second
+        .emit("chat:resume", json!({"conversationId": conversation}))
+        .await;
+    assert_eq!(after, json!({"ok": true, "inFlight": false}));
+}
+
+#[tokio::test]
+async fn cancel_stops_the_turn_and_keeps_what_was_streamed() {
+    let llm = SlowLlm::start(&["Hel"], &["lo"]).await;
+    let app = llm.spawn_app(|_| {}).await;
+    let mut socket = Client::connect(&app, "alice").await;
+    let mut bob = Client::connect(&app, "bob").await;
+    let ack = socket.emit("chat:send", send("c", "say hello")).await;
+    let conversation = ack["conversationId"].clone();
+    socket.event("chat:delta").await;
+
+    // Another user cannot cancel it.
+    let ok = bob
+        .emit("chat:cancel", json!({"conversationId": conversation}))
+        .await;
+    assert_eq!(ok, json!({"ok": true}));
+    let ok = socket
+        .emit("chat:cancel", json!({"conversationId": conversation}))
+        .await;
+    assert_eq!(ok, json!({"ok": true}));
+    let done = socket.event("chat:done").await;
+    assert_eq!(done["message"]["content"], "Hel");
+    assert_eq!(llm.requests(), 1, "a cancelled turn is not retried");
+
+    let path = format!(
+        "/v1/conversations/{}/messages",
+        conversation.as_str().unwrap()
+    );
+    let messages = app.get(&path, "alice").await.body;
+    assert_eq!(messages["items"][1]["content"], "Hel");
+    assert_eq!(messages["items"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn chat_over_http_reaches_the_sockets_too() {
+    let app = spawn_app().await;
+    let mut socket = Client::connect(&app, "alice").await;
+    let reply = app
+        .post(
+            "/v1/chat",
+            "alice",
+            json!({"text": "add a task water plants"}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let events = socket.events_until("chat:done").await;
+    let seen = names(&events);
+    assert_eq!(seen[0], "chat:message", "{seen:?}");
+    assert!(seen.contains(&"task:created"), "{seen:?}");
+    assert_eq!(
+        events.last().unwrap().1["message"],
+        reply.body["assistantMessage"]
+    );
+}
+
+/// `pixie serve` as a child process on a fresh database, with the slow model; returns the
+/// child and its address. Its log goes to the test's output.
+async fn serve_binary(
+    llm: &SlowLlm,
+    db: &crate::helpers::TestDatabase,
+    grace_secs: u64,
+) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let data_dir = crate::helpers::temp_dir("pixie-shutdown");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pixie"))
+        .arg("serve")
+        .env_remove("PIXIE_CONFIG")
+        .env_remove("RUST_LOG")
+        .env("PIXIE__LOG__FORMAT", "text")
+        .env("PIXIE__DATABASE__URL", &db.url)
+        .env("PIXIE__SERVER__DATA_DIR", &data_dir)
+        .env("PIXIE__SERVER__BIND", "127.0.0.1:0")
+        .env("PIXIE__SERVER__SHUTDOWN_GRACE_SECS", grace_secs.to_string())
+        .env("PIXIE__AI__PROVIDER", "openai")
+        .env("PIXIE__AI__BASE_URL", &llm.base_url)
+        .env("PIXIE__AI__MODEL", "mock")
+        .env("PIXIE__AI__RECALL_LIMIT", "0")
+        .current_dir(env!("CARGO_TARGET_TMPDIR"))
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start pixie");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("the server logs its address in time")
+            .unwrap()
+            .expect("the server exited before listening");
+        eprintln!("{line}");
+        if let Some(at) = line.find("listening on http://") {
+            let rest = &line[at + "listening on http://".len()..];
+            break rest
+                .chars()
+                .take_while(|c| !c.is_whitespace())
+                .collect::<String>();
+        }
+    };
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            eprintln!("{line}");
+        }
+    });
+    (child, addr)
+}
+
+async fn sign_in_at(addr: &str, user: &str) -> Client {
+    let (mut client, _) = Client::open_at(addr).await;
+    let answer = client
+        .send_connect(json!({ "token": format!("dev:{user}") }))
+        .await;
+    assert!(answer.starts_with("40{"), "{answer}");
+    client
+}
+
+/// After SIGTERM: the socket gets the rest of its answer, then a Socket.IO DISCONNECT, then
+/// the connection closes, and the process exits 0. New connections are refused meanwhile.
+async fn sigterm_mid_answer(grace_secs: u64, release: bool) -> String {
+    let llm = SlowLlm::start(&["Hel"], &["lo"]).await;
+    let db = tokio::task::spawn_blocking(crate::helpers::TestDatabase::migrated)
+        .await
+        .unwrap();
+    let (mut child, addr) = serve_binary(&llm, &db, grace_secs).await;
+    let mut socket = sign_in_at(&addr, "alice").await;
+    socket.emit("chat:send", send("s", "say hello")).await;
+    socket.event("chat:delta").await;
+
+    let pid = child.id().expect("running") as i32;
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refused = reqwest::Client::new()
+        .get(format!("http://{addr}/healthz"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await;
+    assert!(
+        refused.is_err(),
+        "a new connection was accepted while stopping"
+    );
+    if release {
+        llm.release();
+    }
+    let done = socket.event("chat:done").await;
+    let Frame::Text(last) = socket.frame().await else {
+        panic!("closed without a Socket.IO DISCONNECT")
+    };
+    assert_eq!(last, "41");
+    socket.closed().await;
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("the server exits in time")
+        .unwrap();
+    assert!(status.success(), "exit status {status}");
+    done["message"]["content"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn sigterm_lets_the_turn_in_flight_finish() {
+    assert_eq!(sigterm_mid_answer(20, true).await, "Hello");
+}
+
+#[tokio::test]
+async fn sigterm_past_the_grace_period_stores_the_partial_answer() {
+    assert_eq!(sigterm_mid_answer(1, false).await, "Hel");
+}
