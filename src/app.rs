@@ -25,6 +25,7 @@ use crate::http::{self, AppState, WebhookSecret};
 use crate::ws::fanout::{Fanout, LocalFanout, RealtimeBus};
 use crate::ws::hub::Hub;
 use crate::ws::limits::RateLimiter;
+use crate::ws::pg_fanout::PgFanout;
 use crate::ws::{self, Realtime};
 
 /// Secrets, read from the environment only; never logged.
@@ -165,7 +166,11 @@ impl Application {
                 Arc::new(LocalFanout::new(hub.clone(), domain.turns().clone()))
             }
             crate::config::Fanout::Postgres => {
-                anyhow::bail!("realtime.fanout = \"postgres\" is not available yet; use \"local\"")
+                let url = config.database.url.clone();
+                let (hub, turns) = (hub.clone(), domain.turns().clone());
+                tokio::task::spawn_blocking(move || PgFanout::start(&url, hub, turns))
+                    .await
+                    .context("realtime fan-out start task failed")??
             }
         };
         bus.connect(fanout.clone());
@@ -236,6 +241,7 @@ impl Application {
             %addr,
             auth = ?config.auth.mode,
             llm = ai.provider_name,
+            fanout = realtime.fanout.name(),
             vector_store = ai.store.name(),
             startup_ms = started.elapsed().as_millis() as u64,
             "pixie listening on http://{addr}"

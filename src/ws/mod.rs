@@ -6,6 +6,7 @@ pub mod fanout;
 pub mod hub;
 pub mod limits;
 pub mod packet;
+pub mod pg_fanout;
 mod socket;
 
 use std::sync::Arc;

@@ -272,6 +272,13 @@ impl Connection {
                     return "too slow to read its events";
                 }
                 () = closing.cancelled() => {
+                    // What was queued (the end of a turn that finished as the server stopped)
+                    // goes out before the DISCONNECT.
+                    while let Ok(frame) = member.frames.try_recv() {
+                        if !self.write(frame, &member.kill).await {
+                            break;
+                        }
+                    }
                     let _ = self.write(packet::DISCONNECT_FRAME.into(), &member.kill).await;
                     break "the server is shutting down";
                 }

@@ -206,8 +206,9 @@ pub struct TestApp {
     pub app_domain: pixie::domain::Domain,
     handle: actix_web::dev::ServerHandle,
     pub data_dir: std::path::PathBuf,
-    // Dropped last: the server must stop before its database goes.
-    _db: TestDatabase,
+    pub db_url: String,
+    // Dropped last: the server must stop before its database goes (a peer has none).
+    _db: Option<TestDatabase>,
 }
 
 /// The server on the embedded defaults (dev auth) with a fresh database.
@@ -239,11 +240,40 @@ pub async fn spawn_app_full(
     let db = tokio::task::spawn_blocking(TestDatabase::migrated)
         .await
         .expect("create the test database");
+    let url = db.url.clone();
+    spawn_app_on(Some(db), url, tweak, secrets, overrides).await
+}
+
+impl TestApp {
+    /// Another instance on the same database (as behind a load balancer), with its own data
+    /// directory and no outbox worker.
+    pub async fn spawn_peer(&self, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        spawn_app_on(
+            None,
+            self.db_url.clone(),
+            |c| {
+                c.vector.outbox_worker = false;
+                tweak(c);
+            },
+            Secrets::default(),
+            Overrides::default(),
+        )
+        .await
+    }
+}
+
+async fn spawn_app_on(
+    db: Option<TestDatabase>,
+    url: String,
+    tweak: impl FnOnce(&mut Config),
+    secrets: Secrets,
+    overrides: Overrides,
+) -> TestApp {
     let mut config = Config::default();
     config.server.bind = "127.0.0.1:0".parse().expect("address");
     config.server.workers = 1;
     config.server.shutdown_grace_secs = 1;
-    config.database.url = db.url.clone();
+    config.database.url = url.clone();
     config.database.create_if_missing = false;
     config.database.pool_size = 4;
     config.server.data_dir = temp_dir("pixie-test-data");
@@ -263,6 +293,7 @@ pub async fn spawn_app_full(
         app_domain,
         handle,
         data_dir,
+        db_url: url,
         _db: db,
     }
 }
@@ -372,7 +403,7 @@ impl TestApp {
             #[diesel(sql_type = diesel::sql_types::Text)]
             op: String,
         }
-        let mut conn = self._db.connect();
+        let mut conn = self.database().connect();
         diesel::sql_query("SELECT entity_kind, op FROM vector_outbox ORDER BY id")
             .load::<Row>(&mut conn)
             .expect("read the outbox")
@@ -383,12 +414,18 @@ impl TestApp {
 }
 
 impl TestApp {
+    fn database(&self) -> &TestDatabase {
+        self._db
+            .as_ref()
+            .expect("a peer instance does not own its database")
+    }
+
     /// Simulates PostgreSQL going away for this app: no new connections to its database,
     /// and every open one is terminated.
     pub fn kill_database_connections_and_block(&self) {
         let server = server();
         let mut admin = connect(&format!("{}/postgres", server.base_url));
-        let name = &self._db.name;
+        let name = &self.database().name;
         diesel::sql_query(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
             .execute(&mut admin)
             .expect("block connections");

@@ -817,3 +817,74 @@ async fn sigterm_lets_the_turn_in_flight_finish() {
 async fn sigterm_past_the_grace_period_stores_the_partial_answer() {
     assert_eq!(sigterm_mid_answer(1, false).await, "Hel");
 }
+
+/// Two instances on one database with the PostgreSQL fan-out, as behind a load balancer.
+async fn two_instances(llm: Option<&SlowLlm>) -> (TestApp, TestApp) {
+    let postgres = |c: &mut pixie::config::Config| {
+        c.realtime.fanout = pixie::config::Fanout::Postgres;
+    };
+    let first = match llm {
+        Some(llm) => llm.spawn_app(postgres).await,
+        None => spawn_app_with(postgres, Default::default()).await,
+    };
+    let second = first.spawn_peer(postgres).await;
+    (first, second)
+}
+
+#[tokio::test]
+async fn changes_on_one_instance_reach_sockets_on_the_other() {
+    let (one, two) = two_instances(None).await;
+    let mut here = Client::connect(&one, "alice").await;
+    let mut there = Client::connect(&two, "alice").await;
+    let mut bob_there = Client::connect(&two, "bob").await;
+
+    // A REST change through the first instance.
+    let task = one
+        .create_task("alice", json!({"title": "from instance one"}))
+        .await;
+    assert_eq!(there.event("task:created").await["task"], task);
+    assert_eq!(here.event("task:created").await["task"], task);
+
+    // A chat turn on the second instance, with an echo too large for a NOTIFY payload.
+    let long = format!("add a task {}", "z".repeat(7_900));
+    let ack = there.emit("chat:send", send("big", &long)).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let events = here.events_until("chat:done").await;
+    let (name, echo) = &events[0];
+    assert_eq!(name, "chat:message");
+    assert_eq!(echo["message"]["content"], long.as_str());
+    assert!(
+        names(&events).contains(&"chat:delta"),
+        "{:?}",
+        names(&events)
+    );
+    there.event("chat:done").await;
+
+    assert_eq!(bob_there.drain(Duration::from_millis(300)).await, []);
+}
+
+#[tokio::test]
+async fn resume_and_cancel_work_across_instances() {
+    let llm = SlowLlm::start(&["Hel"], &["lo"]).await;
+    let (one, two) = two_instances(Some(&llm)).await;
+    let mut sender = Client::connect(&one, "alice").await;
+    let ack = sender.emit("chat:send", send("x", "say hello")).await;
+    let conversation = ack["conversationId"].clone();
+    sender.event("chat:delta").await;
+
+    // The phone reconnects to the other instance mid-answer.
+    let mut phone = Client::connect(&two, "alice").await;
+    let resumed = phone
+        .emit("chat:resume", json!({"conversationId": conversation}))
+        .await;
+    assert_eq!(resumed["inFlight"], true, "{resumed}");
+    assert_eq!(resumed["text"], "Hel");
+    // And cancels the turn, which runs on the first instance.
+    let ok = phone
+        .emit("chat:cancel", json!({"conversationId": conversation}))
+        .await;
+    assert_eq!(ok["ok"], true);
+    let done = phone.event("chat:done").await;
+    assert_eq!(done["message"]["content"], "Hel");
+    assert_eq!(sender.event("chat:done").await, done);
+}
