@@ -38,7 +38,7 @@ pub struct ChatRequest {
 /// What happens during a turn, in order, as clients see it (`chat:*` events).
 #[derive(Debug, Clone, PartialEq)]
 pub enum ChatEvent {
-    /// A message was stored (the user's).
+    /// A message was stored: the user's, or the assistant's (just before `Done`).
     Message(Message),
     Delta {
         conversation_id: Uuid,
@@ -465,6 +465,7 @@ impl Domain {
             }
         };
         self.signal_index();
+        listener.event(ChatEvent::Message(message.clone()));
         if let Some(e) = failure {
             return Err(self.turn_failed(listener, user_message, e.into()));
         }

@@ -110,7 +110,7 @@ fn strip_position(message: &str) -> String {
 
 /// Names the field a serde error is about: the error's path, or for "missing field `x`" and
 /// "unknown field `x`" at that path, the field itself.
-fn field_error(path: &str, message: &str) -> FieldErrors {
+pub fn field_error(path: &str, message: &str) -> FieldErrors {
     let prefix = if path == "." { "" } else { path };
     let join = |name: &str| {
         if prefix.is_empty() {

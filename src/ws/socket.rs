@@ -27,6 +27,7 @@ use crate::auth::AuthError;
 use crate::domain::chat::ChatRequest;
 use crate::domain::{DomainError, UserId};
 use crate::http::error::error_body;
+use crate::http::extract::field_error;
 
 const WEBSOCKET_ONLY: &str = "this server offers the WebSocket transport only: connect with \
     io(url, { transports: [\"websocket\"], auth: { token } })";
@@ -540,14 +541,13 @@ fn parse<T: serde::de::DeserializeOwned>(payload: &Value) -> Result<T, Value> {
         ));
     }
     serde_path_to_error::deserialize(payload).map_err(|e| {
-        let field = e.path().to_string();
-        let problem = e.inner().to_string();
+        let errors = field_error(&e.path().to_string(), &e.inner().to_string());
         json!({
             "ok": false,
             "error": {
                 "code": "validation_failed",
-                "message": format!("{field}: {problem}"),
-                "details": { field: problem },
+                "message": errors.to_string(),
+                "details": errors,
             },
         })
     })

@@ -14,6 +14,7 @@ mod providers;
 mod realtime;
 mod search;
 mod slow_llm;
+mod socketio_client;
 mod startup;
 mod tasks;
 mod vector_store;
