@@ -53,7 +53,8 @@ pub struct LlmRequest {
     pub messages: Vec<LlmMessage>,
     /// Never empty when sent to a provider that rejects empty tool lists: providers omit the
     /// field when it is empty.
-    pub tools: Vec<ToolSpec>,
+    /// Shared: the same schemas go with every call of every turn.
+    pub tools: std::sync::Arc<[ToolSpec]>,
     pub max_tokens: u32,
 }
 

@@ -46,7 +46,7 @@ impl Default for OrchestratorSettings {
 
 pub struct Orchestrator {
     provider: Arc<dyn LlmProvider>,
-    tools: Vec<ToolSpec>,
+    tools: std::sync::Arc<[ToolSpec]>,
     settings: OrchestratorSettings,
 }
 
@@ -54,7 +54,7 @@ impl Orchestrator {
     pub fn new(provider: Arc<dyn LlmProvider>, settings: OrchestratorSettings) -> Self {
         Self {
             provider,
-            tools: super::tools::all(),
+            tools: super::tools::all().into(),
             settings,
         }
     }
@@ -300,7 +300,7 @@ impl Assistant for Orchestrator {
         for rounds in 0.. {
             if rounds >= self.settings.max_tool_rounds {
                 // Enough tools: the model must answer with what it has.
-                request.tools.clear();
+                request.tools = std::sync::Arc::from([]);
             }
             let Some((text, calls)) = round(
                 self.provider.as_ref(),

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
+use diesel::sql_types;
 use uuid::Uuid;
 
 use super::models::{
@@ -136,6 +137,12 @@ impl TaskRepository for PgStore {
             let f = query.filter;
             if let Some(status) = f.status {
                 q = q.filter(tasks::status.eq(status.as_str()));
+            }
+            if f.open {
+                q = q.filter(tasks::status.eq_any([
+                    crate::domain::task::TaskStatus::Pending.as_str(),
+                    crate::domain::task::TaskStatus::InProgress.as_str(),
+                ]));
             }
             if let Some(project) = f.project {
                 q = q.filter(tasks::project.eq(project));
@@ -503,27 +510,29 @@ impl ConversationRepository for PgStore {
         let message = message.clone();
         self.run(move |conn| {
             write_as(conn, &row.user_id.clone(), |conn| {
-                conn.transaction(|conn| {
-                    let bumped = diesel::update(
-                        conversations::table.filter(
-                            conversations::id
-                                .eq(row.conversation_id)
-                                .and(conversations::user_id.eq(&row.user_id)),
-                        ),
-                    )
-                    .set((
-                        conversations::updated_at.eq(row.created_at),
-                        conversations::last_message_at.eq(row.created_at),
-                    ))
-                    .execute(conn)?;
-                    if bumped == 0 {
-                        return Ok(None);
-                    }
-                    diesel::insert_into(messages::table)
-                        .values(&row)
-                        .execute(conn)?;
-                    Ok(Some(message.clone()))
-                })
+                // One statement (one round trip, atomic on its own): bump the conversation if
+                // it is the user's, and insert the message only then.
+                let inserted = diesel::sql_query(
+                    "WITH bumped AS (
+                         UPDATE conversations SET updated_at = $4, last_message_at = $4
+                         WHERE id = $2 AND user_id = $3
+                         RETURNING id
+                     )
+                     INSERT INTO messages (id, conversation_id, user_id, role, content,
+                                           tool_calls, client_message_id, created_at, reply_to)
+                     SELECT $1, bumped.id, $3, $5, $6, $7, $8, $4, $9 FROM bumped",
+                )
+                .bind::<sql_types::Uuid, _>(row.id)
+                .bind::<sql_types::Uuid, _>(row.conversation_id)
+                .bind::<sql_types::Text, _>(&row.user_id)
+                .bind::<sql_types::Timestamptz, _>(row.created_at)
+                .bind::<sql_types::Text, _>(&row.role)
+                .bind::<sql_types::Text, _>(&row.content)
+                .bind::<sql_types::Jsonb, _>(&row.tool_calls)
+                .bind::<sql_types::Nullable<sql_types::Text>, _>(&row.client_message_id)
+                .bind::<sql_types::Nullable<sql_types::Uuid>, _>(row.reply_to)
+                .execute(conn)?;
+                Ok((inserted > 0).then(|| message.clone()))
             })
         })
         .await

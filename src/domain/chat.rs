@@ -222,9 +222,8 @@ impl Domain {
         user: &UserId,
         request: &ChatRequest,
     ) -> DomainResult<Accepted> {
-        if let Some(accepted) = self.replay(user, request).await? {
-            return Ok(accepted);
-        }
+        // A retry is found by the unique client id when the insert fails: a fresh message
+        // costs no lookup.
         let now = self.ports.clock.now();
         let new = NewMessage {
             role: Role::User,
@@ -272,7 +271,7 @@ impl Domain {
                     fresh: true,
                 })
             }
-            // Another request with the same client id got there first.
+            // This client id was stored before (a retry), or by a request racing this one.
             Err(DomainError::Conflict(_)) => self
                 .replay(user, request)
                 .await?
@@ -533,18 +532,16 @@ impl Domain {
             },
         );
         let open_tasks = async {
-            let mut tasks = Vec::new();
-            for status in [TaskStatus::InProgress, TaskStatus::Pending] {
-                let query = TaskQuery {
-                    filter: TaskFilter {
-                        status: Some(status),
-                        ..Default::default()
-                    },
-                    page: PageRequest::parse(Some(self.settings.context_items), None, 200)?,
-                };
-                tasks.extend(self.list_tasks(user, query).await?.items);
-            }
-            tasks.truncate(self.settings.context_items as usize);
+            let query = TaskQuery {
+                filter: TaskFilter {
+                    open: true,
+                    ..Default::default()
+                },
+                page: PageRequest::parse(Some(self.settings.context_items), None, 200)?,
+            };
+            let mut tasks = self.list_tasks(user, query).await?.items;
+            // The newest open tasks, those in progress first.
+            tasks.sort_by_key(|t| t.status != TaskStatus::InProgress);
             DomainResult::Ok(tasks)
         };
         let upcoming = async {

@@ -197,6 +197,8 @@ impl TaskPatch {
 #[derive(Debug, Clone, Default)]
 pub struct TaskFilter {
     pub status: Option<TaskStatus>,
+    /// Only tasks still to do (pending or in progress).
+    pub open: bool,
     pub project: Option<String>,
     pub due_before: Option<DateTime<Utc>>,
     pub due_after: Option<DateTime<Utc>>,

@@ -275,22 +275,14 @@ impl DomainTools {
         let Some(title) = r.title.as_deref().filter(|t| !t.trim().is_empty()) else {
             return Err("name the task by id or title".to_owned().into());
         };
-        let mut tasks = Vec::new();
-        let statuses: &[Option<TaskStatus>] = if open_only {
-            &[Some(TaskStatus::Pending), Some(TaskStatus::InProgress)]
-        } else {
-            &[None]
+        let query = TaskQuery {
+            filter: TaskFilter {
+                open: open_only,
+                ..Default::default()
+            },
+            page: PageRequest::parse(Some(MATCH_POOL), None, MATCH_POOL)?,
         };
-        for status in statuses {
-            let query = TaskQuery {
-                filter: TaskFilter {
-                    status: *status,
-                    ..Default::default()
-                },
-                page: PageRequest::parse(Some(MATCH_POOL), None, MATCH_POOL)?,
-            };
-            tasks.extend(self.domain.list_tasks(&self.user, query).await?.items);
-        }
+        let tasks = self.domain.list_tasks(&self.user, query).await?.items;
         best_match(tasks, |t| &t.title, title, "task")
     }
 
@@ -343,6 +335,7 @@ impl DomainTools {
         let query = TaskQuery {
             filter: TaskFilter {
                 status: a.status,
+                open: false,
                 project: a.project,
                 due_before: time(a.due_before, "due_before", self.tz)?,
                 due_after: time(a.due_after, "due_after", self.tz)?,

@@ -41,6 +41,7 @@ async fn list(
     let query = TaskQuery {
         filter: TaskFilter {
             status: q.status,
+            open: false,
             project: q.project,
             due_before: q.due_before,
             due_after: q.due_after,

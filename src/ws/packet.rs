@@ -228,13 +228,9 @@ pub fn encode_packet(packet: &Packet) -> String {
 
 /// `42["name",payload]`: an event on the default namespace.
 pub fn event_frame(name: &str, payload: &Value) -> String {
-    encode_packet(&Packet {
-        kind: PacketKind::Event,
-        namespace: "/".into(),
-        attachments: 0,
-        ack_id: None,
-        data: Some(Value::Array(vec![Value::from(name), payload.clone()])),
-    })
+    // Written directly: the payload (a whole message, say) is not copied into an array first.
+    let name = Value::from(name);
+    format!("42[{name},{payload}]")
 }
 
 /// `43<id>[payload]`: the answer to an event that asked for one.

@@ -220,7 +220,7 @@ fn ask(text: &str) -> LlmRequest {
     LlmRequest {
         system: "You are Pixie.".to_owned(),
         messages: vec![LlmMessage::User(text.to_owned())],
-        tools: Vec::new(),
+        tools: std::sync::Arc::from([]),
         max_tokens: 1024,
     }
 }
@@ -274,7 +274,7 @@ fn after_tool_round() -> LlmRequest {
             }]),
             LlmMessage::User("Thanks".to_owned()),
         ],
-        tools: vec![tool("create_task"), tool("list_tasks")],
+        tools: vec![tool("create_task"), tool("list_tasks")].into(),
         max_tokens: 512,
     }
 }

@@ -230,7 +230,7 @@ mod tests {
         LlmRequest {
             system: "You are Pixie.".into(),
             messages,
-            tools: Vec::new(),
+            tools: std::sync::Arc::from([]),
             max_tokens: 1024,
         }
     }
