@@ -220,10 +220,15 @@ async fn chat_client(
         .with_context(|| format!("client {id}"))?;
     let mut samples = Samples::default();
     let mut conversation: Option<String> = None;
+    // Client ids unique across runs against the same database (a repeated id is a retry).
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default();
     let mut n = 0u64;
     while Instant::now() < until {
         n += 1;
-        let mut payload = json!({ "clientMessageId": format!("c{id}-{n}"), "text": text });
+        let mut payload = json!({ "clientMessageId": format!("{run}-{id}-{n}"), "text": text });
         if let Some(c) = &conversation {
             payload["conversationId"] = json!(c);
         }

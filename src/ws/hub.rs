@@ -157,6 +157,12 @@ impl Hub {
         self.send_to(&mut self.lock(), user, sid, frame);
     }
 
+    /// Queues an event for one socket only, in order with its other events.
+    pub fn send_event(&self, user: &UserId, sid: &str, name: &str, payload: &Value) {
+        let frame = ByteString::from(packet::event_frame(name, payload));
+        self.send_to(&mut self.lock(), user, sid, frame);
+    }
+
     /// Answers `chat:resume`: the answer being streamed in the conversation so far, queued
     /// for the socket in order with the deltas (see the module documentation).
     pub fn resume(&self, user: &UserId, sid: &str, conversation: Uuid, ack_id: u64) {

@@ -509,7 +509,17 @@ impl Connection {
                     "conversationId": message.conversation_id,
                     "messageId": message.id,
                 });
-                domain.schedule(&member.user, &accepted);
+                match &accepted.answer {
+                    // A retry of a turn that finished: this socket (which may have missed the
+                    // end) gets the answer again, after the ack.
+                    Some(answer) => realtime.hub.send_event(
+                        &member.user,
+                        &self.sid,
+                        "chat:done",
+                        &json!({ "conversationId": message.conversation_id, "message": answer }),
+                    ),
+                    None => domain.schedule(&member.user, &accepted),
+                }
                 ack
             }
             Err(e) => domain_failure(&e),

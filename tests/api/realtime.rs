@@ -362,14 +362,20 @@ async fn a_retry_with_the_same_client_message_id_starts_no_second_turn() {
     let first = socket
         .emit("chat:send", send("same", "list my tasks"))
         .await;
-    socket.event("chat:done").await;
+    let done = socket.event("chat:done").await;
+    let mut other = Client::connect(&app, "alice").await;
     let again = socket
         .emit("chat:send", send("same", "list my tasks"))
         .await;
     assert_eq!(again["ok"], true);
     assert_eq!(again["messageId"], first["messageId"]);
     assert_eq!(again["conversationId"], first["conversationId"]);
-    assert_eq!(socket.drain(Duration::from_millis(300)).await, []);
+    // The retrying socket gets the stored answer again; no turn runs, no one else hears.
+    assert_eq!(
+        socket.drain(Duration::from_millis(300)).await,
+        [("chat:done".to_owned(), done)]
+    );
+    assert_eq!(other.drain(Duration::from_millis(100)).await, []);
 
     let conflict = socket.emit("chat:send", send("same", "other text")).await;
     assert_eq!(conflict["ok"], false);
