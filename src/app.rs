@@ -232,6 +232,9 @@ impl Application {
         // Signals are handled in `run_until_stopped`, which lets turns finish before sockets
         // close; workers must outlive that.
         .disable_signals()
+        // Streams (Socket.IO frames, SSE) are many small writes: without this, Nagle's
+        // algorithm holds each one back until the client's delayed ACK (about 40 ms).
+        .tcp_nodelay(true)
         .shutdown_timeout(config.server.shutdown_grace_secs + STORE_GRACE.as_secs() + 5);
         if config.server.workers > 0 {
             server = server.workers(config.server.workers);

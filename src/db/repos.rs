@@ -637,10 +637,14 @@ impl ConversationRepository for PgStore {
                     )
                     .into());
                 };
+                // A row comparison, so that it bounds the scan of
+                // messages_conversation_created_idx instead of filtering every row it reads.
                 q = q.filter(
-                    messages::created_at
-                        .lt(at)
-                        .or(messages::created_at.eq(at).and(messages::id.lt(before))),
+                    diesel::dsl::sql::<sql_types::Bool>("(messages.created_at, messages.id) < (")
+                        .bind::<sql_types::Timestamptz, _>(at)
+                        .sql(", ")
+                        .bind::<sql_types::Uuid, _>(before)
+                        .sql(")"),
                 );
             }
             let rows: Vec<MessageRow> = q
