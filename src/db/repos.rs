@@ -659,4 +659,37 @@ impl ConversationRepository for PgStore {
         })
         .await
     }
+
+    async fn history(
+        &self,
+        user: &UserId,
+        before: &Message,
+        limit: u32,
+    ) -> DomainResult<Vec<Message>> {
+        let user = owned(user);
+        let (conversation, at, id) = (before.conversation_id, before.created_at, before.id);
+        self.run(move |conn| {
+            let rows: Vec<MessageRow> = messages::table
+                .filter(messages::conversation_id.eq(conversation))
+                .filter(messages::user_id.eq(user))
+                .filter(
+                    diesel::dsl::sql::<sql_types::Bool>("(messages.created_at, messages.id) < (")
+                        .bind::<sql_types::Timestamptz, _>(at)
+                        .sql(", ")
+                        .bind::<sql_types::Uuid, _>(id)
+                        .sql(")"),
+                )
+                .order((messages::created_at.desc(), messages::id.desc()))
+                .limit(i64::from(limit))
+                .select(MessageRow::as_select())
+                .load(conn)?;
+            let mut messages = rows
+                .into_iter()
+                .map(Message::try_from)
+                .collect::<Result<Vec<_>, _>>()?;
+            messages.reverse();
+            Ok(messages)
+        })
+        .await
+    }
 }

@@ -13,7 +13,7 @@ use super::assistant::{
     DocKind, RecalledText, TurnContext, TurnObserver, TurnOutput, TurnProgress,
 };
 use super::bus::Change;
-use super::conversation::{Conversation, Message, MessageQuery, NewMessage, Role, ToolCall};
+use super::conversation::{Conversation, Message, NewMessage, Role, ToolCall};
 use super::error::{DomainError, DomainResult};
 use super::event::{EventQuery, EventRange};
 use super::page::PageRequest;
@@ -523,14 +523,10 @@ impl Domain {
     /// vector store that is down costs the turn its memories, not the turn.
     async fn context(&self, user: &UserId, user_message: &Message) -> DomainResult<TurnContext> {
         let now = self.ports.clock.now();
-        let history = self.list_messages(
-            user,
-            user_message.conversation_id,
-            MessageQuery {
-                before: Some(user_message.id),
-                limit: self.settings.history_messages,
-            },
-        );
+        let history =
+            self.ports
+                .conversations
+                .history(user, user_message, self.settings.history_messages);
         let open_tasks = async {
             let query = TaskQuery {
                 filter: TaskFilter {
@@ -557,7 +553,7 @@ impl Domain {
         Ok(TurnContext {
             user: user.clone(),
             now,
-            history: history?.items,
+            history: history?,
             text: user_message.content.clone(),
             open_tasks: open_tasks?,
             upcoming_events: upcoming_events?,

@@ -121,6 +121,14 @@ pub trait ConversationRepository: Send + Sync {
         conversation: Uuid,
         query: &MessageQuery,
     ) -> DomainResult<Option<Vec<Message>>>;
+    /// The user's `limit` messages of the conversation stored before `before`, oldest first
+    /// (a turn's history: one query, as `before` is known to be the user's).
+    async fn history(
+        &self,
+        user: &UserId,
+        before: &Message,
+        limit: u32,
+    ) -> DomainResult<Vec<Message>>;
 }
 
 /// Something whose health `/readyz` reports.

@@ -880,9 +880,13 @@ async fn resume_and_cancel_work_across_instances() {
     let llm = SlowLlm::start(&["Hel"], &["lo"]).await;
     let (one, two) = two_instances(Some(&llm)).await;
     let mut sender = Client::connect(&one, "alice").await;
+    // A laptop on the second instance shows when the first delta has got there (a resume
+    // answers with what its instance has received).
+    let mut laptop = Client::connect(&two, "alice").await;
     let ack = sender.emit("chat:send", send("x", "say hello")).await;
     let conversation = ack["conversationId"].clone();
     sender.event("chat:delta").await;
+    assert_eq!(laptop.event("chat:delta").await["text"], "Hel");
 
     // The phone reconnects to the other instance mid-answer.
     let mut phone = Client::connect(&two, "alice").await;
