@@ -53,6 +53,22 @@ fn write_as<T>(
     }
 }
 
+/// Messages stored before (`created_at`, `id`): a row comparison, so that it bounds the scan of
+/// `messages_conversation_created_idx` instead of filtering every row the scan reads.
+fn stored_before(
+    at: DateTime<Utc>,
+    id: Uuid,
+) -> diesel::expression::SqlLiteral<
+    sql_types::Bool,
+    impl diesel::query_builder::QueryFragment<diesel::pg::Pg> + Send,
+> {
+    diesel::dsl::sql::<sql_types::Bool>("(messages.created_at, messages.id) < (")
+        .bind::<sql_types::Timestamptz, _>(at)
+        .sql(", ")
+        .bind::<sql_types::Uuid, _>(id)
+        .sql(")")
+}
+
 fn owned(user: &UserId) -> String {
     user.as_str().to_owned()
 }
@@ -637,15 +653,7 @@ impl ConversationRepository for PgStore {
                     )
                     .into());
                 };
-                // A row comparison, so that it bounds the scan of
-                // messages_conversation_created_idx instead of filtering every row it reads.
-                q = q.filter(
-                    diesel::dsl::sql::<sql_types::Bool>("(messages.created_at, messages.id) < (")
-                        .bind::<sql_types::Timestamptz, _>(at)
-                        .sql(", ")
-                        .bind::<sql_types::Uuid, _>(before)
-                        .sql(")"),
-                );
+                q = q.filter(stored_before(at, before));
             }
             let rows: Vec<MessageRow> = q
                 .order((messages::created_at.desc(), messages::id.desc()))
@@ -672,13 +680,7 @@ impl ConversationRepository for PgStore {
             let rows: Vec<MessageRow> = messages::table
                 .filter(messages::conversation_id.eq(conversation))
                 .filter(messages::user_id.eq(user))
-                .filter(
-                    diesel::dsl::sql::<sql_types::Bool>("(messages.created_at, messages.id) < (")
-                        .bind::<sql_types::Timestamptz, _>(at)
-                        .sql(", ")
-                        .bind::<sql_types::Uuid, _>(id)
-                        .sql(")"),
-                )
+                .filter(stored_before(at, id))
                 .order((messages::created_at.desc(), messages::id.desc()))
                 .limit(i64::from(limit))
                 .select(MessageRow::as_select())

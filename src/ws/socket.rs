@@ -25,7 +25,7 @@ use super::hub::{Registration, SocketId};
 use super::packet::{self, EnginePacket, Packet, PacketKind};
 use crate::auth::AuthError;
 use crate::domain::chat::ChatRequest;
-use crate::domain::{DomainError, UserId};
+use crate::domain::{DomainError, FieldErrors, UserId};
 use crate::http::error::error_body;
 use crate::http::extract::field_error;
 
@@ -550,17 +550,8 @@ fn parse<T: serde::de::DeserializeOwned>(payload: &Value) -> Result<T, Value> {
             "the payload must be a JSON object",
         ));
     }
-    serde_path_to_error::deserialize(payload).map_err(|e| {
-        let errors = field_error(&e.path().to_string(), &e.inner().to_string());
-        json!({
-            "ok": false,
-            "error": {
-                "code": "validation_failed",
-                "message": errors.to_string(),
-                "details": errors,
-            },
-        })
-    })
+    serde_path_to_error::deserialize(payload)
+        .map_err(|e| invalid_fields(&field_error(&e.path().to_string(), &e.inner().to_string())))
 }
 
 fn failure(code: &str, message: &str) -> Value {
@@ -568,12 +559,17 @@ fn failure(code: &str, message: &str) -> Value {
 }
 
 fn invalid(field: &str, problem: &str) -> Value {
+    invalid_fields(&FieldErrors::single(field, problem))
+}
+
+/// `validation_failed`, with the fields at fault as details (like a REST 400).
+fn invalid_fields(errors: &FieldErrors) -> Value {
     json!({
         "ok": false,
         "error": {
             "code": "validation_failed",
-            "message": format!("{field}: {problem}"),
-            "details": { field: problem },
+            "message": errors.to_string(),
+            "details": errors,
         },
     })
 }
@@ -581,14 +577,7 @@ fn invalid(field: &str, problem: &str) -> Value {
 fn domain_failure(error: &DomainError) -> Value {
     match error {
         DomainError::NotFound => failure("not_found", "no such conversation"),
-        DomainError::Validation(fields) => json!({
-            "ok": false,
-            "error": {
-                "code": "validation_failed",
-                "message": fields.to_string(),
-                "details": fields,
-            },
-        }),
+        DomainError::Validation(fields) => invalid_fields(fields),
         DomainError::Conflict(m) => failure("conflict", m),
         DomainError::Unavailable(m) => failure("unavailable", m),
         DomainError::BadGateway(m) => failure("bad_gateway", m),
