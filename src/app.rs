@@ -144,6 +144,7 @@ impl Application {
                 events: store.clone(),
                 memories: store.clone(),
                 conversations: store.clone(),
+                turn_reads: store.clone(),
                 outbox: store.clone(),
                 assistant: ai.assistant.clone(),
                 index: ai.index.clone(),

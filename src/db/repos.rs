@@ -4,8 +4,9 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use diesel::pg::PgConnection;
+use diesel::pg::{Pg, PgConnection};
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, QueryFragment};
 use diesel::sql_types;
 use uuid::Uuid;
 
@@ -15,12 +16,12 @@ use super::models::{
 use super::schema::{conversations, events, memories, messages, tasks, users, vector_outbox};
 use super::{DbError, PgStore};
 use crate::domain::conversation::{Conversation, ConversationQuery, Message, MessageQuery};
-use crate::domain::event::{Event, EventRange};
+use crate::domain::event::Event;
 use crate::domain::memory::{Memory, MemoryQuery};
 use crate::domain::page::PageRequest;
 use crate::domain::ports::{
-    ConversationRepository, EventRepository, MemoryRepository, Mutation, TaskRepository,
-    UserRepository,
+    ConversationRepository, EventRepository, MemoryRepository, Mutation, RangeQuery, RangeRows,
+    TaskRepository, TurnReader, TurnReads, TurnRows, UserRepository,
 };
 use crate::domain::task::{Task, TaskQuery};
 use crate::domain::user::User;
@@ -53,20 +54,224 @@ fn write_as<T>(
     }
 }
 
-/// Messages stored before (`created_at`, `id`): a row comparison, so that it bounds the scan of
-/// `messages_conversation_created_idx` instead of filtering every row the scan reads.
-fn stored_before(
+/// `(messages.created_at, messages.id) < (at, id)`: messages stored before the given one. A row
+/// comparison, so that it bounds the scan of `messages_conversation_created_idx` instead of
+/// filtering every row the scan reads; a type of its own rather than an SQL literal, so that
+/// diesel keeps the statements that use it prepared.
+#[derive(Debug, Clone, Copy)]
+struct StoredBefore {
     at: DateTime<Utc>,
     id: Uuid,
-) -> diesel::expression::SqlLiteral<
-    sql_types::Bool,
-    impl diesel::query_builder::QueryFragment<diesel::pg::Pg> + Send,
-> {
-    diesel::dsl::sql::<sql_types::Bool>("(messages.created_at, messages.id) < (")
-        .bind::<sql_types::Timestamptz, _>(at)
-        .sql(", ")
-        .bind::<sql_types::Uuid, _>(id)
-        .sql(")")
+}
+
+fn stored_before(at: DateTime<Utc>, id: Uuid) -> StoredBefore {
+    StoredBefore { at, id }
+}
+
+impl diesel::expression::Expression for StoredBefore {
+    type SqlType = sql_types::Bool;
+}
+
+impl diesel::expression::ValidGrouping<()> for StoredBefore {
+    type IsAggregate = diesel::expression::is_aggregate::Never;
+}
+
+impl AppearsOnTable<messages::table> for StoredBefore {}
+impl SelectableExpression<messages::table> for StoredBefore {}
+
+impl diesel::query_builder::QueryId for StoredBefore {
+    type QueryId = Self;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl QueryFragment<Pg> for StoredBefore {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("(messages.created_at, messages.id) < (");
+        out.push_bind_param::<sql_types::Timestamptz, _>(&self.at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<sql_types::Uuid, _>(&self.id)?;
+        out.push_sql(")");
+        Ok(())
+    }
+}
+
+/// Stores a message in one statement (one round trip, atomic on its own): bumps the
+/// conversation if it is the user's, and inserts the message only then. A query type of its
+/// own, so that diesel keeps it prepared.
+struct AppendMessage<'a>(&'a MessageRow);
+
+impl diesel::query_builder::QueryId for AppendMessage<'_> {
+    type QueryId = AppendMessage<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl QueryFragment<Pg> for AppendMessage<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        let row = self.0;
+        out.push_sql("WITH bumped AS (UPDATE conversations SET updated_at = ");
+        out.push_bind_param::<sql_types::Timestamptz, _>(&row.created_at)?;
+        out.push_sql(", last_message_at = ");
+        out.push_bind_param::<sql_types::Timestamptz, _>(&row.created_at)?;
+        out.push_sql(" WHERE id = ");
+        out.push_bind_param::<sql_types::Uuid, _>(&row.conversation_id)?;
+        out.push_sql(" AND user_id = ");
+        out.push_bind_param::<sql_types::Text, _>(&row.user_id)?;
+        out.push_sql(
+            " RETURNING id, user_id) \
+             INSERT INTO messages (id, conversation_id, user_id, role, content, tool_calls, \
+             client_message_id, created_at, reply_to) SELECT ",
+        );
+        out.push_bind_param::<sql_types::Uuid, _>(&row.id)?;
+        out.push_sql(", bumped.id, bumped.user_id, ");
+        out.push_bind_param::<sql_types::Text, _>(&row.role)?;
+        out.push_sql(", ");
+        out.push_bind_param::<sql_types::Text, _>(&row.content)?;
+        out.push_sql(", ");
+        out.push_bind_param::<sql_types::Jsonb, _>(&row.tool_calls)?;
+        out.push_sql(", ");
+        out.push_bind_param::<sql_types::Nullable<sql_types::Text>, _>(&row.client_message_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<sql_types::Timestamptz, _>(&row.created_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<sql_types::Nullable<sql_types::Uuid>, _>(&row.reply_to)?;
+        out.push_sql(" FROM bumped");
+        Ok(())
+    }
+}
+
+impl RunQueryDsl<PgConnection> for AppendMessage<'_> {}
+
+/// The user's tasks matching the query: one page, newest first.
+fn task_rows(conn: &mut PgConnection, user: &str, query: TaskQuery) -> DbResult<Vec<Task>> {
+    let mut q = tasks::table
+        .filter(tasks::user_id.eq(user))
+        .select(TaskRow::as_select())
+        .into_boxed();
+    let f = query.filter;
+    if let Some(status) = f.status {
+        q = q.filter(tasks::status.eq(status.as_str()));
+    }
+    if f.open {
+        q = q.filter(tasks::status.eq_any([
+            crate::domain::task::TaskStatus::Pending.as_str(),
+            crate::domain::task::TaskStatus::InProgress.as_str(),
+        ]));
+    }
+    if let Some(project) = f.project {
+        q = q.filter(tasks::project.eq(project));
+    }
+    if let Some(before) = f.due_before {
+        q = q.filter(tasks::due_at.lt(before));
+    }
+    if let Some(after) = f.due_after {
+        q = q.filter(tasks::due_at.gt(after));
+    }
+    if let Some(c) = query.page.after {
+        q = q.filter(
+            tasks::created_at
+                .lt(c.at)
+                .or(tasks::created_at.eq(c.at).and(tasks::id.lt(c.id))),
+        );
+    }
+    let rows: Vec<TaskRow> = q
+        .order((tasks::created_at.desc(), tasks::id.desc()))
+        .limit(query.page.fetch_limit())
+        .load(conn)?;
+    rows.into_iter()
+        .map(|r| Task::try_from(r).map_err(DbError::from))
+        .collect()
+}
+
+/// The single events of one page of the range and the series that may recur in it.
+fn range_rows(conn: &mut PgConnection, user: &str, query: &RangeQuery) -> DbResult<RangeRows> {
+    let RangeQuery {
+        range,
+        page,
+        max_series,
+    } = *query;
+    let mut q = events::table
+        .filter(events::user_id.eq(user))
+        .filter(events::recurrence.is_null())
+        .filter(events::start_at.lt(range.to))
+        .filter(events::end_at.gt(range.from))
+        .select(EventRow::as_select())
+        .into_boxed();
+    if let Some(c) = page.after {
+        q = q.filter(
+            events::start_at
+                .gt(c.at)
+                .or(events::start_at.eq(c.at).and(events::id.gt(c.id))),
+        );
+    }
+    let single: Vec<EventRow> = q
+        .order((events::start_at.asc(), events::id.asc()))
+        .limit(page.fetch_limit())
+        .load(conn)?;
+    let series: Vec<EventRow> = events::table
+        .filter(events::user_id.eq(user))
+        .filter(events::recurrence.is_not_null())
+        .filter(events::start_at.lt(range.to))
+        .order((events::start_at.asc(), events::id.asc()))
+        .limit(max_series)
+        .select(EventRow::as_select())
+        .load(conn)?;
+    Ok(RangeRows {
+        single: single.into_iter().map(Event::from).collect(),
+        series: series.into_iter().map(Event::from).collect(),
+    })
+}
+
+/// The user's last `limit` messages of the conversation stored before `(at, id)`, oldest first.
+fn history_rows(
+    conn: &mut PgConnection,
+    user: &str,
+    conversation: Uuid,
+    (at, id): (DateTime<Utc>, Uuid),
+    limit: u32,
+) -> DbResult<Vec<Message>> {
+    // Scoped to the user through the conversation, not `messages.user_id`: the planner takes
+    // the two for independent and, expecting a row or two, would read and sort the whole
+    // conversation instead of walking the index to the first `limit` rows.
+    let owned = conversations::table
+        .filter(conversations::id.eq(conversation))
+        .filter(conversations::user_id.eq(user));
+    let rows: Vec<MessageRow> = messages::table
+        .filter(messages::conversation_id.eq(conversation))
+        .filter(diesel::dsl::exists(owned))
+        .filter(stored_before(at, id))
+        .order((messages::created_at.desc(), messages::id.desc()))
+        .limit(i64::from(limit))
+        .select(MessageRow::as_select())
+        .load(conn)?;
+    let mut messages = rows
+        .into_iter()
+        .map(Message::try_from)
+        .collect::<Result<Vec<_>, _>>()?;
+    messages.reverse();
+    Ok(messages)
+}
+
+#[async_trait]
+impl TurnReader for PgStore {
+    async fn turn_reads(&self, user: &UserId, reads: &TurnReads) -> DomainResult<TurnRows> {
+        let user = owned(user);
+        let reads = reads.clone();
+        // One checkout, the reads one after the other: cheaper than a connection each.
+        self.run(move |conn| {
+            Ok(TurnRows {
+                history: history_rows(
+                    conn,
+                    &user,
+                    reads.conversation_id,
+                    reads.before,
+                    reads.history_limit,
+                )?,
+                open_tasks: task_rows(conn, &user, reads.open_tasks)?,
+                events: range_rows(conn, &user, &reads.events)?,
+            })
+        })
+        .await
+    }
 }
 
 fn owned(user: &UserId) -> String {
@@ -145,46 +350,7 @@ impl TaskRepository for PgStore {
     async fn list(&self, user: &UserId, query: &TaskQuery) -> DomainResult<Vec<Task>> {
         let user = owned(user);
         let query = query.clone();
-        self.run(move |conn| {
-            let mut q = tasks::table
-                .filter(tasks::user_id.eq(user))
-                .select(TaskRow::as_select())
-                .into_boxed();
-            let f = query.filter;
-            if let Some(status) = f.status {
-                q = q.filter(tasks::status.eq(status.as_str()));
-            }
-            if f.open {
-                q = q.filter(tasks::status.eq_any([
-                    crate::domain::task::TaskStatus::Pending.as_str(),
-                    crate::domain::task::TaskStatus::InProgress.as_str(),
-                ]));
-            }
-            if let Some(project) = f.project {
-                q = q.filter(tasks::project.eq(project));
-            }
-            if let Some(before) = f.due_before {
-                q = q.filter(tasks::due_at.lt(before));
-            }
-            if let Some(after) = f.due_after {
-                q = q.filter(tasks::due_at.gt(after));
-            }
-            if let Some(c) = query.page.after {
-                q = q.filter(
-                    tasks::created_at
-                        .lt(c.at)
-                        .or(tasks::created_at.eq(c.at).and(tasks::id.lt(c.id))),
-                );
-            }
-            let rows: Vec<TaskRow> = q
-                .order((tasks::created_at.desc(), tasks::id.desc()))
-                .limit(query.page.fetch_limit())
-                .load(conn)?;
-            rows.into_iter()
-                .map(|r| Task::try_from(r).map_err(DbError::from))
-                .collect()
-        })
-        .await
+        self.run(move |conn| task_rows(conn, &user, query)).await
     }
 
     async fn update(
@@ -281,57 +447,10 @@ impl EventRepository for PgStore {
         .await
     }
 
-    async fn list_single_in_range(
-        &self,
-        user: &UserId,
-        range: &EventRange,
-        page: &PageRequest,
-    ) -> DomainResult<Vec<Event>> {
+    async fn list_in_range(&self, user: &UserId, query: &RangeQuery) -> DomainResult<RangeRows> {
         let user = owned(user);
-        let (range, page) = (*range, *page);
-        self.run(move |conn| {
-            let mut q = events::table
-                .filter(events::user_id.eq(user))
-                .filter(events::recurrence.is_null())
-                .filter(events::start_at.lt(range.to))
-                .filter(events::end_at.gt(range.from))
-                .select(EventRow::as_select())
-                .into_boxed();
-            if let Some(c) = page.after {
-                q = q.filter(
-                    events::start_at
-                        .gt(c.at)
-                        .or(events::start_at.eq(c.at).and(events::id.gt(c.id))),
-                );
-            }
-            let rows: Vec<EventRow> = q
-                .order((events::start_at.asc(), events::id.asc()))
-                .limit(page.fetch_limit())
-                .load(conn)?;
-            Ok(rows.into_iter().map(Event::from).collect())
-        })
-        .await
-    }
-
-    async fn list_series_starting_before(
-        &self,
-        user: &UserId,
-        before: DateTime<Utc>,
-        limit: i64,
-    ) -> DomainResult<Vec<Event>> {
-        let user = owned(user);
-        self.run(move |conn| {
-            let rows: Vec<EventRow> = events::table
-                .filter(events::user_id.eq(user))
-                .filter(events::recurrence.is_not_null())
-                .filter(events::start_at.lt(before))
-                .order((events::start_at.asc(), events::id.asc()))
-                .limit(limit)
-                .select(EventRow::as_select())
-                .load(conn)?;
-            Ok(rows.into_iter().map(Event::from).collect())
-        })
-        .await
+        let query = *query;
+        self.run(move |conn| range_rows(conn, &user, &query)).await
     }
 
     async fn update(
@@ -526,28 +645,7 @@ impl ConversationRepository for PgStore {
         let message = message.clone();
         self.run(move |conn| {
             write_as(conn, &row.user_id.clone(), |conn| {
-                // One statement (one round trip, atomic on its own): bump the conversation if
-                // it is the user's, and insert the message only then.
-                let inserted = diesel::sql_query(
-                    "WITH bumped AS (
-                         UPDATE conversations SET updated_at = $4, last_message_at = $4
-                         WHERE id = $2 AND user_id = $3
-                         RETURNING id
-                     )
-                     INSERT INTO messages (id, conversation_id, user_id, role, content,
-                                           tool_calls, client_message_id, created_at, reply_to)
-                     SELECT $1, bumped.id, $3, $5, $6, $7, $8, $4, $9 FROM bumped",
-                )
-                .bind::<sql_types::Uuid, _>(row.id)
-                .bind::<sql_types::Uuid, _>(row.conversation_id)
-                .bind::<sql_types::Text, _>(&row.user_id)
-                .bind::<sql_types::Timestamptz, _>(row.created_at)
-                .bind::<sql_types::Text, _>(&row.role)
-                .bind::<sql_types::Text, _>(&row.content)
-                .bind::<sql_types::Jsonb, _>(&row.tool_calls)
-                .bind::<sql_types::Nullable<sql_types::Text>, _>(&row.client_message_id)
-                .bind::<sql_types::Nullable<sql_types::Uuid>, _>(row.reply_to)
-                .execute(conn)?;
+                let inserted = AppendMessage(&row).execute(conn)?;
                 Ok((inserted > 0).then(|| message.clone()))
             })
         })
@@ -664,33 +762,6 @@ impl ConversationRepository for PgStore {
                 .map(Message::try_from)
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(Some(messages))
-        })
-        .await
-    }
-
-    async fn history(
-        &self,
-        user: &UserId,
-        before: &Message,
-        limit: u32,
-    ) -> DomainResult<Vec<Message>> {
-        let user = owned(user);
-        let (conversation, at, id) = (before.conversation_id, before.created_at, before.id);
-        self.run(move |conn| {
-            let rows: Vec<MessageRow> = messages::table
-                .filter(messages::conversation_id.eq(conversation))
-                .filter(messages::user_id.eq(user))
-                .filter(stored_before(at, id))
-                .order((messages::created_at.desc(), messages::id.desc()))
-                .limit(i64::from(limit))
-                .select(MessageRow::as_select())
-                .load(conn)?;
-            let mut messages = rows
-                .into_iter()
-                .map(Message::try_from)
-                .collect::<Result<Vec<_>, _>>()?;
-            messages.reverse();
-            Ok(messages)
         })
         .await
     }

@@ -15,10 +15,11 @@ use super::assistant::{
 use super::bus::Change;
 use super::conversation::{Conversation, Message, NewMessage, Role, ToolCall};
 use super::error::{DomainError, DomainResult};
-use super::event::{EventQuery, EventRange};
-use super::page::PageRequest;
-use super::service::Domain;
-use super::task::{TaskFilter, TaskQuery, TaskStatus};
+use super::event::EventRange;
+use super::page::{Page, PageRequest};
+use super::ports::{RangeQuery, TurnReads, TurnRows};
+use super::service::{Domain, MAX_SERIES_PER_LISTING, events_in_range};
+use super::task::{Task, TaskFilter, TaskQuery, TaskStatus};
 use super::tools::DomainTools;
 use super::turns::Refused;
 use super::values::UserId;
@@ -523,40 +524,45 @@ impl Domain {
     /// vector store that is down costs the turn its memories, not the turn.
     async fn context(&self, user: &UserId, user_message: &Message) -> DomainResult<TurnContext> {
         let now = self.ports.clock.now();
-        let history =
-            self.ports
-                .conversations
-                .history(user, user_message, self.settings.history_messages);
-        let open_tasks = async {
-            let query = TaskQuery {
+        let reads = TurnReads {
+            conversation_id: user_message.conversation_id,
+            before: (user_message.created_at, user_message.id),
+            history_limit: self.settings.history_messages,
+            open_tasks: TaskQuery {
                 filter: TaskFilter {
                     open: true,
                     ..Default::default()
                 },
                 page: PageRequest::parse(Some(self.settings.context_items), None, 200)?,
-            };
-            let mut tasks = self.list_tasks(user, query).await?.items;
-            // The newest open tasks, those in progress first.
-            tasks.sort_by_key(|t| t.status != TaskStatus::InProgress);
-            DomainResult::Ok(tasks)
-        };
-        let upcoming = async {
-            let query = EventQuery {
-                range: EventRange::parse(Some(now), Some(now + Duration::days(7)))?,
+            },
+            events: RangeQuery {
+                range: EventRange {
+                    from: now,
+                    to: now + Duration::days(7),
+                },
                 page: PageRequest::parse(Some(self.settings.context_items), None, 200)?,
-            };
-            DomainResult::Ok(self.list_events(user, query).await?.items)
+                max_series: MAX_SERIES_PER_LISTING,
+            },
         };
+        let rows = self.ports.turn_reads.turn_reads(user, &reads);
         let recalled = self.recall_texts(user, &user_message.content);
-        let (history, open_tasks, upcoming_events, memories) =
-            tokio::join!(history, open_tasks, upcoming, recalled);
+        let (rows, memories) = tokio::join!(rows, recalled);
+        let TurnRows {
+            history,
+            open_tasks,
+            events,
+        } = rows?;
+        // The newest open tasks, those in progress first.
+        let mut open_tasks =
+            Page::from_rows(open_tasks, reads.open_tasks.page.limit, Task::cursor).items;
+        open_tasks.sort_by_key(|t| t.status != TaskStatus::InProgress);
         Ok(TurnContext {
             user: user.clone(),
             now,
-            history: history?,
+            history,
             text: user_message.content.clone(),
-            open_tasks: open_tasks?,
-            upcoming_events: upcoming_events?,
+            open_tasks,
+            upcoming_events: events_in_range(events, &reads.events).items,
             memories,
         })
     }

@@ -50,20 +50,8 @@ pub trait EventRepository: Send + Sync {
     async fn get(&self, user: &UserId, id: Uuid) -> DomainResult<Option<Event>>;
     /// Every event (a series as itself), by `(startAt, id)`, after the page's cursor.
     async fn list(&self, user: &UserId, page: &PageRequest) -> DomainResult<Vec<Event>>;
-    /// Non-recurring events overlapping the range, by `(startAt, id)`, after the page's cursor.
-    async fn list_single_in_range(
-        &self,
-        user: &UserId,
-        range: &EventRange,
-        page: &PageRequest,
-    ) -> DomainResult<Vec<Event>>;
-    /// Recurring series that start before `before` (at most `limit`).
-    async fn list_series_starting_before(
-        &self,
-        user: &UserId,
-        before: DateTime<Utc>,
-        limit: i64,
-    ) -> DomainResult<Vec<Event>>;
+    /// What a listing of the range is made of, read in one round trip.
+    async fn list_in_range(&self, user: &UserId, query: &RangeQuery) -> DomainResult<RangeRows>;
     async fn update(
         &self,
         user: &UserId,
@@ -121,14 +109,49 @@ pub trait ConversationRepository: Send + Sync {
         conversation: Uuid,
         query: &MessageQuery,
     ) -> DomainResult<Option<Vec<Message>>>;
-    /// The user's `limit` messages of the conversation stored before `before`, oldest first
-    /// (a turn's history: one query, as `before` is known to be the user's).
-    async fn history(
-        &self,
-        user: &UserId,
-        before: &Message,
-        limit: u32,
-    ) -> DomainResult<Vec<Message>>;
+}
+
+/// What a listing of events in a range starts from.
+#[derive(Debug, Clone, Copy)]
+pub struct RangeQuery {
+    pub range: EventRange,
+    pub page: PageRequest,
+    /// At most this many recurring series are read.
+    pub max_series: i64,
+}
+
+#[derive(Debug, Default)]
+pub struct RangeRows {
+    /// Non-recurring events overlapping the range, by `(startAt, id)`, after the page's cursor.
+    pub single: Vec<Event>,
+    /// Recurring series that start before the range ends, by `(startAt, id)`.
+    pub series: Vec<Event>,
+}
+
+/// What a chat turn reads before the model runs.
+#[derive(Debug, Clone)]
+pub struct TurnReads {
+    /// The message being answered: the history is what the conversation holds before it.
+    pub conversation_id: Uuid,
+    pub before: (DateTime<Utc>, Uuid),
+    pub history_limit: u32,
+    pub open_tasks: TaskQuery,
+    pub events: RangeQuery,
+}
+
+#[derive(Debug, Default)]
+pub struct TurnRows {
+    /// The user's last `history_limit` messages of the conversation, oldest first.
+    pub history: Vec<Message>,
+    pub open_tasks: Vec<Task>,
+    pub events: RangeRows,
+}
+
+/// Reads a turn's context in one round trip to storage: every turn runs these reads, so
+/// they go together rather than as a query (and a connection checkout) each.
+#[async_trait]
+pub trait TurnReader: Send + Sync {
+    async fn turn_reads(&self, user: &UserId, reads: &TurnReads) -> DomainResult<TurnRows>;
 }
 
 /// Something whose health `/readyz` reports.

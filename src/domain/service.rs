@@ -17,8 +17,8 @@ use super::event::{Event, EventPatch, EventQuery, NewEvent};
 use super::memory::{Memory, MemoryQuery, NewMemory};
 use super::page::{Cursor, Page};
 use super::ports::{
-    Clock, ConversationRepository, EventRepository, MemoryRepository, Outbox, TaskRepository,
-    UserRepository,
+    Clock, ConversationRepository, EventRepository, MemoryRepository, Outbox, RangeQuery,
+    RangeRows, TaskRepository, TurnReader, UserRepository,
 };
 use super::task::{NewTask, Task, TaskPatch, TaskQuery};
 use super::turns::Turns;
@@ -26,7 +26,33 @@ use super::user::User;
 use super::values::UserId;
 
 /// At most this many recurring series are expanded in one range listing.
-const MAX_SERIES_PER_LISTING: i64 = 1_000;
+pub(super) const MAX_SERIES_PER_LISTING: i64 = 1_000;
+
+/// One page of a range listing: the single events and the occurrences of the series in the
+/// range, by `(startAt, id)`, after the page's cursor.
+pub(super) fn events_in_range(rows: RangeRows, query: &RangeQuery) -> Page<Event> {
+    let RangeQuery { range, page, .. } = *query;
+    let RangeRows {
+        single: mut events,
+        series,
+    } = rows;
+    let after = |event: &Event| match page.after {
+        None => true,
+        Some(Cursor { at, id }) => (event.start_at, event.id) > (at, id),
+    };
+    for event in &series {
+        events.extend(
+            event
+                .occurrences(range.from, range.to)
+                .into_iter()
+                .filter(after)
+                .take(page.fetch_limit() as usize),
+        );
+    }
+    events.sort_by_key(|a| (a.start_at, a.id));
+    events.truncate(page.fetch_limit() as usize);
+    Page::from_rows(events, page.limit, Event::cursor)
+}
 
 /// Everything the domain needs, injected at start.
 #[derive(Clone)]
@@ -36,6 +62,7 @@ pub struct Ports {
     pub events: Arc<dyn EventRepository>,
     pub memories: Arc<dyn MemoryRepository>,
     pub conversations: Arc<dyn ConversationRepository>,
+    pub turn_reads: Arc<dyn TurnReader>,
     pub outbox: Arc<dyn Outbox>,
     pub assistant: Arc<dyn Assistant>,
     pub index: Arc<dyn SemanticIndex>,
@@ -235,32 +262,13 @@ impl Domain {
             let rows = self.ports.events.list(user, &page).await?;
             return Ok(Page::from_rows(rows, page.limit, Event::cursor));
         };
-        let mut rows = self
-            .ports
-            .events
-            .list_single_in_range(user, &range, &page)
-            .await?;
-        let series = self
-            .ports
-            .events
-            .list_series_starting_before(user, range.to, MAX_SERIES_PER_LISTING)
-            .await?;
-        let after = |event: &Event| match page.after {
-            None => true,
-            Some(Cursor { at, id }) => (event.start_at, event.id) > (at, id),
+        let query = RangeQuery {
+            range,
+            page,
+            max_series: MAX_SERIES_PER_LISTING,
         };
-        for event in &series {
-            rows.extend(
-                event
-                    .occurrences(range.from, range.to)
-                    .into_iter()
-                    .filter(after)
-                    .take(page.fetch_limit() as usize),
-            );
-        }
-        rows.sort_by_key(|a| (a.start_at, a.id));
-        rows.truncate(page.fetch_limit() as usize);
-        Ok(Page::from_rows(rows, page.limit, Event::cursor))
+        let rows = self.ports.events.list_in_range(user, &query).await?;
+        Ok(events_in_range(rows, &query))
     }
 
     #[tracing::instrument(level = "debug", skip(self, patch), fields(user = %user))]

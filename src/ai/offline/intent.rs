@@ -6,6 +6,7 @@
 //! such as "meeting") or a task; anything else gets the help text.
 
 use std::ops::Range;
+use std::str::Split;
 
 use chrono::{Duration, NaiveDate, NaiveTime};
 use serde_json::{Map, Value, json};
@@ -183,12 +184,19 @@ const RULES: &[Rule] = &[
 /// the slot, one or more words. The whole message must fit. Returns the slot (empty at the
 /// end when the pattern has none).
 fn fits(pattern: &str, words: &[&str]) -> Option<Range<usize>> {
-    fn go(elements: &[&str], words: &[&str], at: usize, slot: &mut Range<usize>) -> bool {
-        let Some((first, rest)) = elements.split_first() else {
+    // Walks the pattern's elements as they are split, without collecting them: the rules run
+    // on every message, and a vector per element tried would be most of their cost.
+    fn go(
+        mut elements: Split<'_, char>,
+        words: &[&str],
+        at: usize,
+        slot: &mut Range<usize>,
+    ) -> bool {
+        let Some(first) = elements.next() else {
             return at == words.len();
         };
-        if *first == "*" {
-            let found = (at + 1..=words.len()).find(|&end| go(rest, words, end, slot));
+        if first == "*" {
+            let found = (at + 1..=words.len()).find(|&end| go(elements.clone(), words, end, slot));
             if let Some(end) = found {
                 *slot = at..end;
             }
@@ -196,17 +204,28 @@ fn fits(pattern: &str, words: &[&str]) -> Option<Range<usize>> {
         }
         let (alternatives, optional) = match first.strip_suffix('?') {
             Some(alternatives) => (alternatives, true),
-            None => (*first, false),
+            None => (first, false),
         };
         let hit = alternatives.split('|').any(|alternative| {
-            let seq: Vec<&str> = alternative.split('_').collect();
-            words[at..].starts_with(&seq) && go(rest, words, at + seq.len(), slot)
+            spelled_at(alternative, words, at)
+                .is_some_and(|n| go(elements.clone(), words, at + n, slot))
         });
-        hit || (optional && go(rest, words, at, slot))
+        hit || (optional && go(elements, words, at, slot))
     }
-    let elements: Vec<&str> = pattern.split(' ').collect();
     let mut slot = words.len()..words.len();
-    go(&elements, words, 0, &mut slot).then_some(slot)
+    go(pattern.split(' '), words, 0, &mut slot).then_some(slot)
+}
+
+/// How many words `phrase` (its words joined by `_`) spells at `words[at..]`, if it does.
+fn spelled_at(phrase: &str, words: &[&str], at: usize) -> Option<usize> {
+    let mut n = 0;
+    for part in phrase.split('_') {
+        if words.get(at + n) != Some(&part) {
+            return None;
+        }
+        n += 1;
+    }
+    Some(n)
 }
 
 const TASK_NOUNS: &str = "task tasks todo todos todolist list reminders chores errands";
@@ -296,10 +315,9 @@ fn listed(list: &str, word: &str) -> bool {
 /// The length of the word sequence at `words[at..]` that one of `phrases` spells, if any
 /// (phrases separated by spaces, the words of a phrase by `_`).
 fn phrase_at(phrases: &str, words: &[&str], at: usize) -> Option<usize> {
-    phrases.split(' ').find_map(|phrase| {
-        let seq: Vec<&str> = phrase.split('_').collect();
-        words[at..].starts_with(&seq).then_some(seq.len())
-    })
+    phrases
+        .split(' ')
+        .find_map(|phrase| spelled_at(phrase, words, at))
 }
 
 /// A message taken apart.
