@@ -14,11 +14,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytestring::ByteString;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::packet;
+use super::queue::{FrameQueue, Offer};
 use crate::domain::UserId;
 
 /// A socket's id (random, unique across instances).
@@ -40,8 +39,7 @@ struct Inner {
 
 struct Peer {
     sid: SocketId,
-    frames: mpsc::Sender<ByteString>,
-    kill: CancellationToken,
+    frames: Arc<FrameQueue>,
 }
 
 struct Inflight {
@@ -79,15 +77,14 @@ impl Hub {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds a socket of the user. Frames for it arrive on the receiver; `kill` fires when the
-    /// hub gives up on it (its queue overflowed).
+    /// Adds a socket of the user. Frames for it arrive on its queue, which also tells when the
+    /// hub gives up on it (the queue overflowed).
     pub fn register(
         self: &Arc<Self>,
         user: &UserId,
         sid: SocketId,
-    ) -> Result<(Registration, mpsc::Receiver<ByteString>, CancellationToken), TooManySockets> {
-        let (frames, receiver) = mpsc::channel(self.queue);
-        let kill = CancellationToken::new();
+    ) -> Result<(Registration, Arc<FrameQueue>), TooManySockets> {
+        let frames = Arc::new(FrameQueue::new(self.queue));
         let mut inner = self.lock();
         let peers = inner.users.entry(user.clone()).or_default();
         if peers.len() >= self.max_sockets_per_user {
@@ -95,8 +92,7 @@ impl Hub {
         }
         peers.push(Peer {
             sid: sid.clone(),
-            frames,
-            kill: kill.clone(),
+            frames: frames.clone(),
         });
         inner.sockets += 1;
         Ok((
@@ -105,8 +101,7 @@ impl Hub {
                 user: user.clone(),
                 sid,
             },
-            receiver,
-            kill,
+            frames,
         ))
     }
 
@@ -200,19 +195,18 @@ impl Hub {
 
 /// Queues a frame for a peer; false (and the peer is told to go) when it cannot take it.
 fn offer(peer: &Peer, user: &UserId, frame: ByteString) -> bool {
-    match peer.frames.try_send(frame) {
-        Ok(()) => true,
-        Err(mpsc::error::TrySendError::Full(_)) => {
+    match peer.frames.offer(frame) {
+        Offer::Queued => true,
+        Offer::Overflowed => {
             tracing::warn!(
                 user = %user,
                 socket = %peer.sid,
                 "socket disconnected: it did not read its events fast enough (queue full)"
             );
-            peer.kill.cancel();
             false
         }
-        // The socket is closing; its registration goes with it.
-        Err(mpsc::error::TrySendError::Closed(_)) => false,
+        // Dismissed before; its task is closing it.
+        Offer::Killed => false,
     }
 }
 
@@ -264,6 +258,7 @@ fn track(inner: &mut Inner, user: &UserId, name: &str, payload: &Value) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::queue::Next;
     use super::*;
 
     fn alice() -> UserId {
@@ -273,30 +268,31 @@ mod tests {
     #[tokio::test]
     async fn delivery_skips_the_origin_and_other_users() {
         let hub = Hub::new(8, 4);
-        let (_a1, mut rx1, _) = hub.register(&alice(), "a1".into()).unwrap();
-        let (_a2, mut rx2, _) = hub.register(&alice(), "a2".into()).unwrap();
+        let (_a1, rx1) = hub.register(&alice(), "a1".into()).unwrap();
+        let (_a2, rx2) = hub.register(&alice(), "a2".into()).unwrap();
         let bob = UserId::parse("bob").unwrap();
-        let (_b, mut rxb, _) = hub.register(&bob, "b".into()).unwrap();
+        let (_b, rxb) = hub.register(&bob, "b".into()).unwrap();
         hub.deliver(&alice(), "task:deleted", &json!({"id": 1}), Some("a1"));
         assert_eq!(
-            &*rx2.recv().await.unwrap(),
-            r#"42["task:deleted",{"id":1}]"#
+            rx2.next().await,
+            Next::Frame(r#"42["task:deleted",{"id":1}]"#.into())
         );
-        assert!(rx1.try_recv().is_err());
-        assert!(rxb.try_recv().is_err());
+        assert!(rx1.try_next().is_none());
+        assert!(rxb.try_next().is_none());
     }
 
     #[tokio::test]
     async fn a_full_queue_disconnects_that_socket_only() {
         let hub = Hub::new(2, 4);
-        let (_slow, _rx_slow, kill_slow) = hub.register(&alice(), "slow".into()).unwrap();
-        let (_fast, mut rx_fast, kill_fast) = hub.register(&alice(), "fast".into()).unwrap();
+        let (_slow, slow) = hub.register(&alice(), "slow".into()).unwrap();
+        let (_fast, fast) = hub.register(&alice(), "fast".into()).unwrap();
         for i in 0..3 {
             hub.deliver(&alice(), "e", &json!(i), None);
-            rx_fast.recv().await.unwrap();
+            assert!(matches!(fast.next().await, Next::Frame(_)));
         }
-        assert!(kill_slow.is_cancelled());
-        assert!(!kill_fast.is_cancelled());
+        assert!(slow.is_killed());
+        assert_eq!(slow.next().await, Next::Killed);
+        assert!(!fast.is_killed());
         assert_eq!(hub.sockets(), 1);
     }
 
@@ -312,14 +308,14 @@ mod tests {
     #[tokio::test]
     async fn resume_carries_what_was_streamed_before_it() {
         let hub = Hub::new(16, 4);
-        let (_r, mut rx, _) = hub.register(&alice(), "s".into()).unwrap();
+        let (_r, rx) = hub.register(&alice(), "s".into()).unwrap();
         let conversation = Uuid::now_v7();
         let message = Uuid::now_v7();
         let delta = |text: &str| json!({"conversationId": conversation, "messageId": message, "text": text});
         hub.deliver(&alice(), "chat:delta", &delta("Hel"), None);
         hub.resume(&alice(), "s", conversation, 7);
         hub.deliver(&alice(), "chat:delta", &delta("lo"), None);
-        let frames: Vec<String> = (0..3).map(|_| rx.try_recv().unwrap().to_string()).collect();
+        let frames: Vec<String> = (0..3).map(|_| rx.try_next().unwrap().to_string()).collect();
         assert!(frames[0].contains("Hel"));
         assert_eq!(
             frames[1],
@@ -334,9 +330,9 @@ mod tests {
         );
         assert_eq!(hub.turns_in_flight(), 0);
         hub.resume(&alice(), "s", conversation, 8);
-        let _done = rx.try_recv().unwrap();
+        let _done = rx.try_next().unwrap();
         assert_eq!(
-            &*rx.try_recv().unwrap(),
+            &*rx.try_next().unwrap(),
             r#"438[{"ok":true,"inFlight":false}]"#
         );
     }

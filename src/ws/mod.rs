@@ -7,6 +7,7 @@ pub mod hub;
 pub mod limits;
 pub mod packet;
 pub mod pg_fanout;
+pub mod queue;
 mod socket;
 
 use std::sync::Arc;

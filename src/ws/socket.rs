@@ -6,6 +6,8 @@
 //! socket's messages are accepted in the order it sent them), writing the frames the hub
 //! queued for it, and the heartbeat.
 
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::{Method, StatusCode};
@@ -14,15 +16,14 @@ use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReaso
 use bytestring::ByteString;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
-use tokio::time::{Instant, sleep_until};
-use tokio_util::sync::CancellationToken;
+use tokio::time::{Instant, Sleep, sleep_until};
 use uuid::Uuid;
 
 use super::Realtime;
 use super::fanout::Envelope;
 use super::hub::{Registration, SocketId};
 use super::packet::{self, EnginePacket, Packet, PacketKind};
+use super::queue::{FrameQueue, Next};
 use crate::auth::AuthError;
 use crate::domain::chat::ChatRequest;
 use crate::domain::{DomainError, FieldErrors, UserId};
@@ -108,7 +109,7 @@ fn new_id() -> String {
 }
 
 struct Connection {
-    realtime: std::sync::Arc<Realtime>,
+    realtime: Arc<Realtime>,
     session: Session,
     stream: AggregatedMessageStream,
     /// The Socket.IO session id, also the socket's id in the hub.
@@ -118,8 +119,7 @@ struct Connection {
 /// A signed-in socket.
 struct Member {
     user: UserId,
-    frames: mpsc::Receiver<ByteString>,
-    kill: CancellationToken,
+    frames: Arc<FrameQueue>,
     _registration: Registration,
 }
 
@@ -144,7 +144,9 @@ impl Connection {
         if self.session.text(open).await.is_err() {
             return;
         }
-        let member = match self.handshake().await {
+        // Boxed, like the handling of each message below: a socket's task lives as long as the
+        // socket, and its size is its largest state; idle, a socket should cost little.
+        let member = match Box::pin(self.handshake()).await {
             Ok(member) => member,
             Err(reason) => {
                 tracing::debug!(socket = %self.sid, reason, "socket closed before connecting");
@@ -232,8 +234,7 @@ impl Connection {
             tracing::warn!(socket = %self.sid, error = %e, "socket refused: sign-in failed");
             return Err(self.connect_error("unavailable").await);
         }
-        let Ok((registration, frames, kill)) = self.realtime.hub.register(&user, self.sid.clone())
-        else {
+        let Ok((registration, frames)) = self.realtime.hub.register(&user, self.sid.clone()) else {
             tracing::info!(user = %user, "socket refused: too many sockets for this user");
             return Err(self.connect_error("too many sockets for this user").await);
         };
@@ -244,7 +245,6 @@ impl Connection {
         Ok(Member {
             user,
             frames,
-            kill,
             _registration: registration,
         })
     }
@@ -255,54 +255,56 @@ impl Connection {
         message
     }
 
-    async fn serve(&mut self, mut member: Member) -> &'static str {
+    async fn serve(&mut self, member: Member) -> &'static str {
         let config = &self.realtime.config;
         let interval = Duration::from_secs(config.ping_interval_secs);
         let ping_timeout = Duration::from_secs(config.ping_timeout_secs);
         let mut ping = tokio::time::interval_at(Instant::now() + interval, interval);
-        let mut pong_deadline: Option<Instant> = None;
+        // Armed by a ping, dropped by any packet: on the heap, and only while a pong is due.
+        let mut pong_due: Option<Pin<Box<Sleep>>> = None;
         let closing = self.realtime.closing.clone();
         let reason = loop {
             tokio::select! {
                 biased;
-                () = member.kill.cancelled() => {
-                    let _ = self.session.clone().close(Some(CloseReason {
-                        code: CloseCode::Policy,
-                        description: Some("too slow to read events".into()),
-                    })).await;
-                    return "too slow to read its events";
-                }
                 () = closing.cancelled() => {
                     // What was queued (the end of a turn that finished as the server stopped)
                     // goes out before the DISCONNECT.
-                    while let Ok(frame) = member.frames.try_recv() {
-                        if !self.write(frame, &member.kill).await {
+                    while let Some(frame) = member.frames.try_next() {
+                        if !Box::pin(self.write(frame, &member.frames)).await {
                             break;
                         }
                     }
-                    let _ = self.write(packet::DISCONNECT_FRAME.into(), &member.kill).await;
+                    let _ = Box::pin(self.write(packet::DISCONNECT_FRAME.into(), &member.frames)).await;
                     break "the server is shutting down";
                 }
-                frame = member.frames.recv() => {
-                    let Some(frame) = frame else { break "removed from the hub" };
-                    if !self.write(frame, &member.kill).await {
+                next = member.frames.next() => {
+                    let Next::Frame(frame) = next else {
+                        let _ = self.session.clone().close(Some(CloseReason {
+                            code: CloseCode::Policy,
+                            description: Some("too slow to read events".into()),
+                        })).await;
+                        return "too slow to read its events";
+                    };
+                    if !Box::pin(self.write(frame, &member.frames)).await {
                         break "could not write";
                     }
                 }
                 message = self.stream.recv() => {
-                    pong_deadline = None;
-                    match self.on_message(&member, message).await {
+                    pong_due = None;
+                    match Box::pin(self.on_message(&member, message)).await {
                         Flow::Continue => {}
                         Flow::Close(reason) => break reason,
                     }
                 }
                 _ = ping.tick() => {
-                    if !self.write(packet::PING_FRAME.into(), &member.kill).await {
+                    if !Box::pin(self.write(packet::PING_FRAME.into(), &member.frames)).await {
                         break "could not write";
                     }
-                    pong_deadline.get_or_insert(Instant::now() + ping_timeout);
+                    if pong_due.is_none() {
+                        pong_due = Some(Box::pin(sleep_until(Instant::now() + ping_timeout)));
+                    }
                 }
-                () = sleep_until(pong_deadline.unwrap_or_else(Instant::now)), if pong_deadline.is_some() => {
+                () = async { if let Some(due) = pong_due.as_mut() { due.await } }, if pong_due.is_some() => {
                     break "ping timeout";
                 }
             }
@@ -312,13 +314,13 @@ impl Connection {
     }
 
     /// Writes a frame, giving up on a client that does not read.
-    async fn write(&mut self, frame: ByteString, kill: &CancellationToken) -> bool {
+    async fn write(&mut self, frame: ByteString, queue: &FrameQueue) -> bool {
         let timeout = Duration::from_secs(self.realtime.config.ping_timeout_secs);
         tokio::select! {
             written = tokio::time::timeout(timeout, self.session.text(frame)) => {
                 matches!(written, Ok(Ok(())))
             }
-            () = kill.cancelled() => false,
+            () = queue.killed() => false,
         }
     }
 
@@ -360,7 +362,7 @@ impl Connection {
         let data = match packet::decode_engine(&text) {
             Ok(EnginePacket::Message(data)) => data,
             Ok(EnginePacket::Ping(data)) => {
-                let _ = self.write(format!("3{data}").into(), &member.kill).await;
+                let _ = self.write(format!("3{data}").into(), &member.frames).await;
                 return Flow::Continue;
             }
             Ok(EnginePacket::Close) => return Flow::Close("the client left"),
@@ -387,7 +389,7 @@ impl Connection {
                     .await;
                 if let (Some(id), Some(answer)) = (packet.ack_id, answer) {
                     let frame = packet::ack_frame(id, answer);
-                    if !self.write(frame.into(), &member.kill).await {
+                    if !Box::pin(self.write(frame.into(), &member.frames)).await {
                         return Flow::Close("could not write");
                     }
                 }
@@ -400,7 +402,7 @@ impl Connection {
                         "binary payloads are not accepted; send JSON",
                     );
                     let _ = self
-                        .write(packet::ack_frame(id, answer).into(), &member.kill)
+                        .write(packet::ack_frame(id, answer).into(), &member.frames)
                         .await;
                 }
                 Flow::Continue
