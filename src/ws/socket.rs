@@ -33,6 +33,9 @@ use crate::http::extract::field_error;
 const WEBSOCKET_ONLY: &str = "this server offers the WebSocket transport only: connect with \
     io(url, { transports: [\"websocket\"], auth: { token } })";
 
+/// How long a closing socket may take to accept its close frame.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
 fn refuse(status: StatusCode, code: &str, message: &str, details: Option<Value>) -> HttpResponse {
     HttpResponse::build(status).json(error_body(code, message, details))
 }
@@ -278,13 +281,7 @@ impl Connection {
                     break "the server is shutting down";
                 }
                 next = member.frames.next() => {
-                    let Next::Frame(frame) = next else {
-                        let _ = self.session.clone().close(Some(CloseReason {
-                            code: CloseCode::Policy,
-                            description: Some("too slow to read events".into()),
-                        })).await;
-                        return "too slow to read its events";
-                    };
+                    let Next::Frame(frame) = next else { break "too slow to read its events" };
                     if !Box::pin(self.write(frame, &member.frames)).await {
                         break "could not write";
                     }
@@ -309,7 +306,20 @@ impl Connection {
                 }
             }
         };
-        let _ = self.session.clone().close(None).await;
+        // A client that does not read may never make room for the close frame: it is offered
+        // for a moment, then the socket is dropped all the same.
+        let close = if member.frames.is_killed() {
+            Some(CloseReason {
+                code: CloseCode::Policy,
+                description: Some("too slow to read events".into()),
+            })
+        } else {
+            None
+        };
+        let _ = tokio::time::timeout(CLOSE_WAIT, self.session.clone().close(close)).await;
+        if member.frames.is_killed() {
+            return "too slow to read its events";
+        }
         reason
     }
 

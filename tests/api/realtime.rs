@@ -41,6 +41,28 @@ impl Client {
         let (ws, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("WebSocket upgrade");
+        Self::opened(ws).await
+    }
+
+    /// Signed in as `user` over a socket with a small receive buffer: one that stops reading
+    /// fills up after kilobytes, not megabytes.
+    async fn connect_small(app: &TestApp, user: &str) -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+        socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+        let stream = socket.connect(app.addr).await.expect("connect");
+        let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", app.addr);
+        let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
+            .await
+            .expect("WebSocket upgrade");
+        let (mut client, _) = Self::opened(ws).await;
+        let answer = client
+            .send_connect(json!({ "token": format!("dev:{user}") }))
+            .await;
+        assert!(answer.starts_with("40{"), "CONNECT refused: {answer}");
+        client
+    }
+
+    async fn opened(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> (Self, Value) {
         let mut client = Self {
             ws,
             next_ack: 0,
@@ -534,6 +556,43 @@ async fn a_silent_client_is_dropped_after_the_ping_timeout() {
     assert!(started.elapsed() >= Duration::from_secs(1));
     // The one that answers pings is still served.
     let ack = alive.emit("chat:send", send("p", "list my tasks")).await;
+    assert_eq!(ack["ok"], true);
+}
+
+#[tokio::test]
+async fn a_socket_that_does_not_read_its_events_is_disconnected() {
+    let app = spawn_app_with(|c| c.realtime.socket_queue = 16, Default::default()).await;
+    let mut reader = Client::connect(&app, "alice").await;
+    // Signed in, then never read from until the end: the TCP buffers fill, then its queue.
+    let mut stalled = Client::connect_small(&app, "alice").await;
+    // Over loopback the server's send buffer alone takes a few megabytes.
+    let description = "x".repeat(9_900);
+    let created = 800;
+    for i in 0..created {
+        app.create_task(
+            "alice",
+            json!({"title": format!("task {i}"), "description": description}),
+        )
+        .await;
+        // The socket that reads keeps up and is served throughout.
+        reader.event("task:created").await;
+    }
+    let mut delivered = 0;
+    loop {
+        match stalled.frame().await {
+            Frame::Text(t) if t.starts_with(r#"42["task:created""#) => delivered += 1,
+            Frame::Text(_) => {}
+            Frame::Closed => break,
+        }
+    }
+    assert!(
+        delivered < created,
+        "the stalled socket got all {delivered} events instead of being dropped"
+    );
+    // The user's other socket is still up.
+    let ack = reader
+        .emit("chat:send", send("after", "list my tasks"))
+        .await;
     assert_eq!(ack["ok"], true);
 }
 
