@@ -33,11 +33,22 @@ for _ in $(seq 1 100); do
 done
 echo "server pid $server, $(nproc) CPUs"
 
+# The same work each time: on a shared or virtual machine, how fast the CPU is right now.
+cpu_check() {
+  command -v python3 >/dev/null || return 0
+  python3 -c 'import time
+t = time.perf_counter(); s = 0
+for i in range(20_000_000): s += i * i
+print(f"cpu check: a 20 M-iteration loop took {time.perf_counter() - t:.2f} s")'
+}
+
 if [ "$SOCKETS" -gt 0 ]; then
+  cpu_check
   echo "== idle: $SOCKETS sockets for $HOLD s"
   "$load" --url "127.0.0.1:$PORT" idle --sockets "$SOCKETS" --hold "$HOLD" --server-pid "$server"
 fi
 if [ "$CLIENTS" -gt 0 ]; then
+  cpu_check
   echo "== chat: $CLIENTS clients for $DURATION s (offline model)"
   "$load" --url "127.0.0.1:$PORT" chat --clients "$CLIENTS" --duration "$DURATION"
 fi
