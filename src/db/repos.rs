@@ -18,7 +18,7 @@ use super::{DbError, PgStore};
 use crate::domain::conversation::{Conversation, ConversationQuery, Message, MessageQuery};
 use crate::domain::event::Event;
 use crate::domain::memory::{Memory, MemoryQuery};
-use crate::domain::page::PageRequest;
+use crate::domain::page::{Cursor, PageRequest};
 use crate::domain::ports::{
     ConversationRepository, EventRepository, MemoryRepository, Mutation, RangeQuery, RangeRows,
     TaskRepository, TurnReader, TurnReads, TurnRows, UserRepository,
@@ -182,6 +182,17 @@ fn task_rows(conn: &mut PgConnection, user: &str, query: TaskQuery) -> DbResult<
         .collect()
 }
 
+/// Events after a page's cursor, in `(start_at, id)` order.
+fn events_after(
+    c: Cursor,
+) -> Box<dyn BoxableExpression<events::table, Pg, SqlType = sql_types::Bool>> {
+    Box::new(
+        events::start_at
+            .gt(c.at)
+            .or(events::start_at.eq(c.at).and(events::id.gt(c.id))),
+    )
+}
+
 /// The single events of one page of the range and the series that may recur in it.
 fn range_rows(conn: &mut PgConnection, user: &str, query: &RangeQuery) -> DbResult<RangeRows> {
     let RangeQuery {
@@ -197,11 +208,7 @@ fn range_rows(conn: &mut PgConnection, user: &str, query: &RangeQuery) -> DbResu
         .select(EventRow::as_select())
         .into_boxed();
     if let Some(c) = page.after {
-        q = q.filter(
-            events::start_at
-                .gt(c.at)
-                .or(events::start_at.eq(c.at).and(events::id.gt(c.id))),
-        );
+        q = q.filter(events_after(c));
     }
     let single: Vec<EventRow> = q
         .order((events::start_at.asc(), events::id.asc()))
@@ -432,11 +439,7 @@ impl EventRepository for PgStore {
                 .select(EventRow::as_select())
                 .into_boxed();
             if let Some(c) = page.after {
-                q = q.filter(
-                    events::start_at
-                        .gt(c.at)
-                        .or(events::start_at.eq(c.at).and(events::id.gt(c.id))),
-                );
+                q = q.filter(events_after(c));
             }
             let rows: Vec<EventRow> = q
                 .order((events::start_at.asc(), events::id.asc()))

@@ -308,7 +308,8 @@ impl Connection {
         };
         // A client that does not read may never make room for the close frame: it is offered
         // for a moment, then the socket is dropped all the same.
-        let close = if member.frames.is_killed() {
+        let killed = member.frames.is_killed();
+        let close = if killed {
             Some(CloseReason {
                 code: CloseCode::Policy,
                 description: Some("too slow to read events".into()),
@@ -317,7 +318,7 @@ impl Connection {
             None
         };
         let _ = tokio::time::timeout(CLOSE_WAIT, self.session.clone().close(close)).await;
-        if member.frames.is_killed() {
+        if killed {
             return "too slow to read its events";
         }
         reason

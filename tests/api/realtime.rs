@@ -54,12 +54,7 @@ impl Client {
         let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
             .await
             .expect("WebSocket upgrade");
-        let (mut client, _) = Self::opened(ws).await;
-        let answer = client
-            .send_connect(json!({ "token": format!("dev:{user}") }))
-            .await;
-        assert!(answer.starts_with("40{"), "CONNECT refused: {answer}");
-        client
+        Self::opened(ws).await.0.signed_in(user).await
     }
 
     async fn opened(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> (Self, Value) {
@@ -78,12 +73,16 @@ impl Client {
 
     /// Connected and signed in as `user`.
     async fn connect(app: &TestApp, user: &str) -> Self {
-        let (mut client, _) = Self::open(app).await;
-        let answer = client
+        Self::open(app).await.0.signed_in(user).await
+    }
+
+    /// Sends CONNECT with `user`'s token and expects to be let in.
+    async fn signed_in(mut self, user: &str) -> Self {
+        let answer = self
             .send_connect(json!({ "token": format!("dev:{user}") }))
             .await;
         assert!(answer.starts_with("40{"), "CONNECT refused: {answer}");
-        client
+        self
     }
 
     /// Sends CONNECT with this auth; returns the server's answer packet.
