@@ -2,7 +2,14 @@
 
 use anyhow::anyhow;
 use chrono::{DateTime, Utc};
+use std::io::Write;
+
+use diesel::deserialize::{self, FromSql, FromSqlRow};
+use diesel::expression::AsExpression;
+use diesel::pg::{Pg, PgValue};
 use diesel::prelude::*;
+use diesel::serialize::{self, IsNull, Output, ToSql};
+use diesel::sql_types::Jsonb;
 use uuid::Uuid;
 
 use super::schema::{conversations, events, memories, messages, tasks, users, vector_outbox};
@@ -211,6 +218,34 @@ impl From<ConversationRow> for Conversation {
     }
 }
 
+/// A message's tool calls as stored (`jsonb`), read and written without a `serde_json::Value`
+/// tree in between: history is read on every turn.
+#[derive(Debug, FromSqlRow, AsExpression)]
+#[diesel(sql_type = Jsonb)]
+pub struct StoredToolCalls(pub Vec<ToolCall>);
+
+/// The version byte that starts PostgreSQL's binary `jsonb`, before the JSON text.
+const JSONB_VERSION: u8 = 1;
+
+impl FromSql<Jsonb, Pg> for StoredToolCalls {
+    fn from_sql(value: PgValue<'_>) -> deserialize::Result<Self> {
+        match value.as_bytes().split_first() {
+            Some((&JSONB_VERSION, json)) => serde_json::from_slice(json)
+                .map(Self)
+                .map_err(|e| format!("stored tool calls do not parse: {e}").into()),
+            _ => Err("stored tool calls: unsupported jsonb encoding".into()),
+        }
+    }
+}
+
+impl ToSql<Jsonb, Pg> for StoredToolCalls {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
+        out.write_all(&[JSONB_VERSION])?;
+        serde_json::to_writer(out, &self.0)?;
+        Ok(IsNull::No)
+    }
+}
+
 #[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = messages, check_for_backend(diesel::pg::Pg))]
 pub struct MessageRow {
@@ -219,33 +254,32 @@ pub struct MessageRow {
     pub user_id: String,
     pub role: String,
     pub content: String,
-    pub tool_calls: serde_json::Value,
+    pub tool_calls: StoredToolCalls,
     pub client_message_id: Option<String>,
     pub created_at: DateTime<Utc>,
     pub reply_to: Option<Uuid>,
 }
 
 impl MessageRow {
-    pub fn new(user: &UserId, m: &Message) -> Result<Self, DomainError> {
-        Ok(Self {
+    pub fn new(user: &UserId, m: &Message) -> Self {
+        Self {
             id: m.id,
             conversation_id: m.conversation_id,
             user_id: user.as_str().to_owned(),
             role: m.role.as_str().to_owned(),
             content: m.content.clone(),
-            tool_calls: serde_json::to_value(&m.tool_calls).map_err(anyhow::Error::from)?,
+            tool_calls: StoredToolCalls(m.tool_calls.clone()),
             client_message_id: m.client_message_id.clone(),
             created_at: m.created_at,
             reply_to: m.reply_to,
-        })
+        }
     }
 }
 
 impl TryFrom<MessageRow> for Message {
     type Error = DomainError;
     fn try_from(row: MessageRow) -> Result<Self, DomainError> {
-        let tool_calls: Vec<ToolCall> = serde_json::from_value(row.tool_calls)
-            .map_err(|e| DomainError::Internal(anyhow!("stored tool calls do not parse: {e}")))?;
+        let StoredToolCalls(tool_calls) = row.tool_calls;
         Ok(Message {
             role: Role::parse(&row.role).ok_or_else(|| corrupt("role", &row.role))?,
             id: row.id,

@@ -644,7 +644,7 @@ impl ConversationRepository for PgStore {
         user: &UserId,
         message: &Message,
     ) -> DomainResult<Option<Message>> {
-        let row = MessageRow::new(user, message)?;
+        let row = MessageRow::new(user, message);
         let message = message.clone();
         self.run(move |conn| {
             write_as(conn, &row.user_id.clone(), |conn| {
@@ -662,7 +662,7 @@ impl ConversationRepository for PgStore {
         message: &Message,
     ) -> DomainResult<()> {
         let conversation = ConversationRow::new(user, conversation);
-        let message = MessageRow::new(user, message)?;
+        let message = MessageRow::new(user, message);
         self.run(move |conn| {
             write_as(conn, &message.user_id.clone(), |conn| {
                 conn.transaction(|conn| {

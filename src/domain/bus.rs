@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use serde::Serialize;
-use serde_json::{Value, json};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
@@ -39,19 +38,22 @@ impl Change {
         }
     }
 
-    /// The payload clients see: `{task}`, `{event}` or `{id}`.
-    pub fn payload(&self) -> Value {
-        fn to_value(value: &impl Serialize) -> Value {
-            serde_json::to_value(value).unwrap_or(Value::Null)
+    /// The payload clients see, as JSON text: `{task}`, `{event}` or `{id}`.
+    pub fn payload(&self) -> String {
+        #[derive(Serialize)]
+        #[serde(untagged)]
+        enum Body<'a> {
+            Task { task: &'a Task },
+            Event { event: &'a Event },
+            Gone { id: Uuid },
         }
-        match self {
-            Self::TaskCreated(task) | Self::TaskUpdated(task) => json!({ "task": to_value(task) }),
-            Self::EventCreated(event) | Self::EventUpdated(event) => {
-                json!({ "event": to_value(event) })
-            }
-            Self::TaskDeleted(id) | Self::EventDeleted(id) => json!({ "id": id }),
-            Self::Chat(event) => event.payload(),
-        }
+        let body = match self {
+            Self::TaskCreated(task) | Self::TaskUpdated(task) => Body::Task { task },
+            Self::EventCreated(event) | Self::EventUpdated(event) => Body::Event { event },
+            Self::TaskDeleted(id) | Self::EventDeleted(id) => Body::Gone { id: *id },
+            Self::Chat(event) => return event.payload(),
+        };
+        serde_json::to_string(&body).unwrap_or_else(|_| "null".into())
     }
 }
 

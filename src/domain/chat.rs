@@ -5,7 +5,6 @@
 use std::sync::{Arc, Mutex};
 
 use chrono::Duration;
-use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -76,41 +75,86 @@ impl ChatEvent {
         }
     }
 
-    /// The event payload, camelCase as clients expect.
-    pub fn payload(&self) -> Value {
-        match self {
-            Self::Message(message) => json!({ "message": message }),
-            Self::Delta {
+    /// The event payload as JSON text, camelCase as clients expect. Written straight from
+    /// the event: a turn sends several of these, and a `serde_json::Value` tree for each
+    /// would only be built to be written out again.
+    pub fn payload(&self) -> String {
+        serde_json::to_string(&ChatPayload::of(self)).unwrap_or_else(|_| "null".into())
+    }
+}
+
+/// The wire shape of a [`ChatEvent`]'s payload.
+#[derive(serde::Serialize)]
+#[serde(untagged, rename_all_fields = "camelCase")]
+enum ChatPayload<'a> {
+    Message {
+        message: &'a Message,
+    },
+    Delta {
+        conversation_id: Uuid,
+        message_id: Uuid,
+        text: &'a str,
+    },
+    Tool {
+        conversation_id: Uuid,
+        message_id: Uuid,
+        call: &'a ToolCall,
+    },
+    Done {
+        conversation_id: Uuid,
+        message: &'a Message,
+    },
+    Error {
+        conversation_id: Uuid,
+        client_message_id: Option<&'a str>,
+        code: &'a str,
+        message: &'a str,
+        retryable: bool,
+    },
+}
+
+impl<'a> ChatPayload<'a> {
+    fn of(event: &'a ChatEvent) -> Self {
+        match event {
+            ChatEvent::Message(message) => Self::Message { message },
+            ChatEvent::Delta {
                 conversation_id,
                 message_id,
                 text,
-            } => {
-                json!({ "conversationId": conversation_id, "messageId": message_id, "text": text })
-            }
-            Self::Tool {
+            } => Self::Delta {
+                conversation_id: *conversation_id,
+                message_id: *message_id,
+                text,
+            },
+            ChatEvent::Tool {
                 conversation_id,
                 message_id,
                 call,
-            } => {
-                json!({ "conversationId": conversation_id, "messageId": message_id, "call": call })
-            }
-            Self::Done {
+            } => Self::Tool {
+                conversation_id: *conversation_id,
+                message_id: *message_id,
+                call,
+            },
+            ChatEvent::Done {
                 conversation_id,
                 message,
-            } => json!({ "conversationId": conversation_id, "message": message }),
-            Self::Error {
+            } => Self::Done {
+                conversation_id: *conversation_id,
+                message,
+            },
+            ChatEvent::Error {
                 conversation_id,
                 client_message_id,
                 code,
                 message,
                 retryable,
-            } => json!({
-                "conversationId": conversation_id,
-                "clientMessageId": client_message_id,
-                "code": code,
-                "message": message,
-                "retryable": retryable,
-            }),
+            } => Self::Error {
+                conversation_id: *conversation_id,
+                client_message_id: client_message_id.as_deref(),
+                code,
+                message,
+                retryable: *retryable,
+            },
         }
     }
 }

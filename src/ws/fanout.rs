@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use serde_json::value::RawValue;
 use tokio::sync::broadcast;
 
 use super::hub::Hub;
@@ -12,13 +13,15 @@ use crate::domain::turns::Turns;
 
 /// What crosses between instances: an event for a user's sockets, or a request to cancel a
 /// turn that may be running elsewhere.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
 pub enum Envelope {
     Event {
         user: String,
         name: String,
-        payload: serde_json::Value,
+        /// The event's payload, JSON written once by the publisher and passed on as is.
+        #[serde(deserialize_with = "raw_payload")]
+        payload: Box<RawValue>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         origin: Option<String>,
     },
@@ -26,6 +29,14 @@ pub enum Envelope {
         user: String,
         conversation: uuid::Uuid,
     },
+}
+
+/// Reads a payload from another instance. The envelope is internally tagged, so serde buffers
+/// it before this runs, and a raw value cannot be taken from that buffer: the payload is read
+/// as a tree and written out again (on this path only; local delivery never parses it).
+fn raw_payload<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Box<RawValue>, D::Error> {
+    let value = <serde_json::Value as serde::Deserialize>::deserialize(d)?;
+    serde_json::value::to_raw_value(&value).map_err(serde::de::Error::custom)
 }
 
 /// Carries events to every instance's hub.
@@ -58,7 +69,7 @@ pub fn apply(hub: &Hub, turns: &Turns, envelope: &Envelope) {
             origin,
         } => {
             if let Ok(user) = UserId::parse(user) {
-                hub.deliver(&user, name, payload, origin.as_deref());
+                hub.deliver(&user, name, payload.get(), origin.as_deref());
             }
         }
         Envelope::Cancel { user, conversation } => {
@@ -103,12 +114,19 @@ impl RealtimeBus {
 impl EventBus for RealtimeBus {
     fn publish(&self, event: DomainEvent) {
         if let Some(fanout) = self.fanout.get() {
-            fanout.publish(Envelope::Event {
-                user: event.user_id.as_str().to_owned(),
-                name: event.change.name().to_owned(),
-                payload: event.change.payload(),
-                origin: event.origin.as_deref().map(str::to_owned),
-            });
+            // The payload is serialized JSON by construction; a failure here would be a bug in
+            // its Serialize code, and the event is then not sent rather than sent wrong.
+            match RawValue::from_string(event.change.payload()) {
+                Ok(payload) => fanout.publish(Envelope::Event {
+                    user: event.user_id.as_str().to_owned(),
+                    name: event.change.name().to_owned(),
+                    payload,
+                    origin: event.origin.as_deref().map(str::to_owned),
+                }),
+                Err(e) => {
+                    tracing::error!(error = %e, event = event.change.name(), "an event payload is not JSON")
+                }
+            }
         }
         self.local.publish(event);
     }

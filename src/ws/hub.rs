@@ -125,7 +125,8 @@ impl Hub {
     }
 
     /// Sends an event to every socket of the user here, except `origin`.
-    pub fn deliver(&self, user: &UserId, name: &str, payload: &Value, origin: Option<&str>) {
+    /// `payload` is JSON text.
+    pub fn deliver(&self, user: &UserId, name: &str, payload: &str, origin: Option<&str>) {
         let frame = ByteString::from(packet::event_frame(name, payload));
         let mut inner = self.lock();
         track(&mut inner, user, name, payload);
@@ -153,7 +154,7 @@ impl Hub {
     }
 
     /// Queues an event for one socket only, in order with its other events.
-    pub fn send_event(&self, user: &UserId, sid: &str, name: &str, payload: &Value) {
+    pub fn send_event(&self, user: &UserId, sid: &str, name: &str, payload: &str) {
         let frame = ByteString::from(packet::event_frame(name, payload));
         self.send_to(&mut self.lock(), user, sid, frame);
     }
@@ -210,49 +211,53 @@ fn offer(peer: &Peer, user: &UserId, frame: ByteString) -> bool {
     }
 }
 
+/// The fields of a `chat:*` payload that say how far an answer got.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TurnFields<'a> {
+    conversation_id: Option<Uuid>,
+    message_id: Option<Uuid>,
+    #[serde(borrow, default)]
+    text: Option<std::borrow::Cow<'a, str>>,
+}
+
 /// Follows the answers being streamed, from the events that carry them.
-fn track(inner: &mut Inner, user: &UserId, name: &str, payload: &Value) {
-    let conversation = || {
-        payload
-            .get("conversationId")
-            .and_then(Value::as_str)
-            .and_then(|id| Uuid::parse_str(id).ok())
+fn track(inner: &mut Inner, user: &UserId, name: &str, payload: &str) {
+    if !matches!(
+        name,
+        "chat:delta" | "chat:tool" | "chat:done" | "chat:error"
+    ) {
+        return;
+    }
+    let Ok(fields) = serde_json::from_str::<TurnFields>(payload) else {
+        return;
     };
-    let message_id = || {
-        payload
-            .get("messageId")
-            .and_then(Value::as_str)
-            .and_then(|id| Uuid::parse_str(id).ok())
+    let Some(conversation) = fields.conversation_id else {
+        return;
     };
-    match name {
-        "chat:delta" | "chat:tool" => {
-            let (Some(conversation), Some(message_id)) = (conversation(), message_id()) else {
-                return;
-            };
-            let turn = inner
-                .inflight
-                .entry((user.clone(), conversation))
-                .or_insert_with(|| Inflight {
-                    message_id,
-                    text: String::new(),
-                });
-            if turn.message_id != message_id {
-                // A new answer in the conversation: the last one ended unseen.
-                *turn = Inflight {
-                    message_id,
-                    text: String::new(),
-                };
-            }
-            if let Some(text) = payload.get("text").and_then(Value::as_str) {
-                turn.text.push_str(text);
-            }
-        }
-        "chat:done" | "chat:error" => {
-            if let Some(conversation) = conversation() {
-                inner.inflight.remove(&(user.clone(), conversation));
-            }
-        }
-        _ => {}
+    if matches!(name, "chat:done" | "chat:error") {
+        inner.inflight.remove(&(user.clone(), conversation));
+        return;
+    }
+    let Some(message_id) = fields.message_id else {
+        return;
+    };
+    let turn = inner
+        .inflight
+        .entry((user.clone(), conversation))
+        .or_insert_with(|| Inflight {
+            message_id,
+            text: String::new(),
+        });
+    if turn.message_id != message_id {
+        // A new answer in the conversation: the last one ended unseen.
+        *turn = Inflight {
+            message_id,
+            text: String::new(),
+        };
+    }
+    if let Some(text) = fields.text {
+        turn.text.push_str(&text);
     }
 }
 
@@ -272,7 +277,7 @@ mod tests {
         let (_a2, rx2) = hub.register(&alice(), "a2".into()).unwrap();
         let bob = UserId::parse("bob").unwrap();
         let (_b, rxb) = hub.register(&bob, "b".into()).unwrap();
-        hub.deliver(&alice(), "task:deleted", &json!({"id": 1}), Some("a1"));
+        hub.deliver(&alice(), "task:deleted", r#"{"id":1}"#, Some("a1"));
         assert_eq!(
             rx2.next().await,
             Next::Frame(r#"42["task:deleted",{"id":1}]"#.into())
@@ -287,7 +292,7 @@ mod tests {
         let (_slow, slow) = hub.register(&alice(), "slow".into()).unwrap();
         let (_fast, fast) = hub.register(&alice(), "fast".into()).unwrap();
         for i in 0..3 {
-            hub.deliver(&alice(), "e", &json!(i), None);
+            hub.deliver(&alice(), "e", &i.to_string(), None);
             assert!(matches!(fast.next().await, Next::Frame(_)));
         }
         assert!(slow.is_killed());
@@ -311,7 +316,9 @@ mod tests {
         let (_r, rx) = hub.register(&alice(), "s".into()).unwrap();
         let conversation = Uuid::now_v7();
         let message = Uuid::now_v7();
-        let delta = |text: &str| json!({"conversationId": conversation, "messageId": message, "text": text});
+        let delta = |text: &str| {
+            json!({"conversationId": conversation, "messageId": message, "text": text}).to_string()
+        };
         hub.deliver(&alice(), "chat:delta", &delta("Hel"), None);
         hub.resume(&alice(), "s", conversation, 7);
         hub.deliver(&alice(), "chat:delta", &delta("lo"), None);
@@ -325,7 +332,7 @@ mod tests {
         hub.deliver(
             &alice(),
             "chat:done",
-            &json!({"conversationId": conversation}),
+            &json!({"conversationId": conversation}).to_string(),
             None,
         );
         assert_eq!(hub.turns_in_flight(), 0);

@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 use diesel::pg::PgConnection;
 use diesel::sql_types::{Array, BigInt, Text};
 use diesel::{Connection, QueryableByName, RunQueryDsl};
-use serde_json::Value;
 
 use super::fanout::{Envelope, Fanout, apply};
 use super::hub::Hub;
@@ -255,14 +254,22 @@ fn listen_loop(
 
 /// The envelope of another instance's notification (None for our own, or nonsense).
 fn read_note(conn: &mut PgConnection, instance: &str, note: &str) -> Option<Envelope> {
-    let value: Value = serde_json::from_str(note).ok()?;
-    if value.get("i").and_then(Value::as_str) == Some(instance) {
+    /// `{"i": <instance>, "e": <envelope>}` or `{"i": …, "r": <row id>}`.
+    #[derive(serde::Deserialize)]
+    struct Note<'a> {
+        #[serde(borrow)]
+        i: std::borrow::Cow<'a, str>,
+        e: Option<Envelope>,
+        r: Option<i64>,
+    }
+    let note: Note = serde_json::from_str(note).ok()?;
+    if note.i == instance {
         return None;
     }
-    if let Some(envelope) = value.get("e") {
-        return serde_json::from_value(envelope.clone()).ok();
+    if let Some(envelope) = note.e {
+        return Some(envelope);
     }
-    let id = value.get("r").and_then(Value::as_i64)?;
+    let id = note.r?;
     let body: Body = diesel::sql_query("SELECT body FROM realtime_payloads WHERE id = $1")
         .bind::<BigInt, _>(id)
         .get_result(conn)

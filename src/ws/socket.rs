@@ -529,7 +529,8 @@ impl Connection {
                         &member.user,
                         &self.sid,
                         "chat:done",
-                        &json!({ "conversationId": message.conversation_id, "message": answer }),
+                        &json!({ "conversationId": message.conversation_id, "message": answer })
+                            .to_string(),
                     ),
                     None => domain.schedule(&member.user, &accepted),
                 }
