@@ -51,4 +51,7 @@ if [ "$CLIENTS" -gt 0 ]; then
   cpu_check
   echo "== chat: $CLIENTS clients for $DURATION s (offline model)"
   "$load" --url "127.0.0.1:$PORT" chat --clients "$CLIENTS" --duration "$DURATION"
+  # Turns/s only count if indexing kept up: each turn's two messages are embedded and written
+  # to the vector store in the background, and a growing backlog would be work put off.
+  echo "indexer backlog when the load stopped: $(psql -Atq "$DB_URL" -c 'SELECT count(*) FROM vector_outbox') jobs"
 fi
