@@ -261,7 +261,7 @@ impl Default for VectorConfig {
             collection: "pixie".into(),
             timeout_secs: 10,
             outbox_worker: true,
-            outbox_batch: 256,
+            outbox_batch: 512,
             outbox_poll_ms: 1000,
             outbox_max_retry_secs: 300,
         }

@@ -39,7 +39,7 @@ pub struct IndexerSettings {
 impl Default for IndexerSettings {
     fn default() -> Self {
         Self {
-            batch_size: 256,
+            batch_size: 512,
             poll_interval: Duration::from_secs(1),
             lease: Duration::from_secs(60),
             max_retry_delay: Duration::from_secs(300),
