@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use serde::Serialize;
+use serde_json::value::RawValue;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
@@ -39,7 +40,7 @@ impl Change {
     }
 
     /// The payload clients see, as JSON text: `{task}`, `{event}` or `{id}`.
-    pub fn payload(&self) -> String {
+    pub fn payload(&self) -> Box<RawValue> {
         #[derive(Serialize)]
         #[serde(untagged)]
         enum Body<'a> {
@@ -53,8 +54,14 @@ impl Change {
             Self::TaskDeleted(id) | Self::EventDeleted(id) => Body::Gone { id: *id },
             Self::Chat(event) => return event.payload(),
         };
-        serde_json::to_string(&body).unwrap_or_else(|_| "null".into())
+        json_text(&body)
     }
+}
+
+/// A payload written once as JSON text (no tree, and not parsed again to be wrapped); `null`
+/// if its Serialize code fails, which these types' derived code does not.
+pub(super) fn json_text(body: &impl Serialize) -> Box<RawValue> {
+    serde_json::value::to_raw_value(body).unwrap_or_else(|_| RawValue::NULL.to_owned())
 }
 
 #[derive(Debug, Clone, PartialEq)]

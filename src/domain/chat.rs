@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use chrono::Duration;
+use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -78,8 +79,8 @@ impl ChatEvent {
     /// The event payload as JSON text, camelCase as clients expect. Written straight from
     /// the event: a turn sends several of these, and a `serde_json::Value` tree for each
     /// would only be built to be written out again.
-    pub fn payload(&self) -> String {
-        serde_json::to_string(&ChatPayload::of(self)).unwrap_or_else(|_| "null".into())
+    pub fn payload(&self) -> Box<RawValue> {
+        super::bus::json_text(&ChatPayload::of(self))
     }
 }
 

@@ -53,7 +53,7 @@ fn sse(event: &ChatEvent) -> Bytes {
     Bytes::from(format!(
         "event: {}\ndata: {}\n\n",
         event.name(),
-        event.payload()
+        event.payload().get()
     ))
 }
 

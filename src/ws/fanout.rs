@@ -114,19 +114,12 @@ impl RealtimeBus {
 impl EventBus for RealtimeBus {
     fn publish(&self, event: DomainEvent) {
         if let Some(fanout) = self.fanout.get() {
-            // The payload is serialized JSON by construction; a failure here would be a bug in
-            // its Serialize code, and the event is then not sent rather than sent wrong.
-            match RawValue::from_string(event.change.payload()) {
-                Ok(payload) => fanout.publish(Envelope::Event {
-                    user: event.user_id.as_str().to_owned(),
-                    name: event.change.name().to_owned(),
-                    payload,
-                    origin: event.origin.as_deref().map(str::to_owned),
-                }),
-                Err(e) => {
-                    tracing::error!(error = %e, event = event.change.name(), "an event payload is not JSON")
-                }
-            }
+            fanout.publish(Envelope::Event {
+                user: event.user_id.as_str().to_owned(),
+                name: event.change.name().to_owned(),
+                payload: event.change.payload(),
+                origin: event.origin.as_deref().map(str::to_owned),
+            });
         }
         self.local.publish(event);
     }

@@ -263,7 +263,8 @@ async fn task_changes_are_published_on_the_domain_bus() {
     while let Ok(event) = events.try_recv() {
         assert_eq!(event.user_id.as_str(), "alice");
         names.push(event.change.name());
-        let payload: serde_json::Value = serde_json::from_str(&event.change.payload()).unwrap();
+        let payload: serde_json::Value =
+            serde_json::from_str(event.change.payload().get()).unwrap();
         if event.change.name() == "task:updated" {
             assert_eq!(payload["task"]["title"], "t2");
         }
