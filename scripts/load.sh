@@ -3,6 +3,7 @@
 # vector store) against the local PostgreSQL, driven by examples/pixie_load.rs.
 #   scripts/load.sh            # idle (10,000 sockets, 60 s) then chat (100 clients, 30 s)
 #   SOCKETS=2000 HOLD=10 CLIENTS=50 DURATION=10 scripts/load.sh
+# and last, with the server stopped, what PostgreSQL alone does on this machine (pgbench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/pixie-target}
@@ -33,25 +34,60 @@ for _ in $(seq 1 100); do
 done
 echo "server pid $server, $(nproc) CPUs"
 
-# The same work each time: on a shared or virtual machine, how fast the CPU is right now.
-cpu_check() {
-  command -v python3 >/dev/null || return 0
-  python3 -c 'import time
-t = time.perf_counter(); s = 0
-for i in range(20_000_000): s += i * i
-print(f"cpu check: a 20 M-iteration loop took {time.perf_counter() - t:.2f} s")'
+# What PostgreSQL alone can do on this machine, measured with pgbench once the server has
+# stopped (so that it has the cores to itself): a one-row durable insert, and the statement
+# that stores a chat message (src/db/repos.rs, `AppendMessage`: bump the conversation, insert
+# the message; its indexes, foreign keys and outbox trigger), which every turn runs twice.
+# The machines this runs on differ (and drift) by more than most changes to the server: this
+# puts a run's turns/s next to a ceiling measured on the same machine at the same time.
+calibrate() {
+  command -v pgbench >/dev/null || { echo "calibration skipped: pgbench not found"; return 0; }
+  local dir user=pixie-load-calibration
+  dir=$(mktemp -d)
+  psql -q "$DB_URL" >/dev/null <<SQL
+CREATE TABLE pixie_load_calibration (id UUID PRIMARY KEY, body TEXT NOT NULL);
+INSERT INTO users (id) VALUES ('$user');
+INSERT INTO conversations (id, user_id, title, created_at, updated_at)
+  SELECT ('00000000-0000-7000-8000-' || lpad(n::text, 12, '0'))::uuid, '$user', 'calibration',
+         now(), now()
+  FROM generate_series(1, 100) AS n;
+SQL
+  echo "INSERT INTO pixie_load_calibration VALUES (gen_random_uuid(), 'list my tasks');" \
+    >"$dir/insert.sql"
+  cat >"$dir/append.sql" <<SQL
+\\set c random(1, 100)
+WITH bumped AS (UPDATE conversations SET updated_at = now(), last_message_at = now()
+    WHERE id = ('00000000-0000-7000-8000-' || lpad(:c::text, 12, '0'))::uuid AND user_id = '$user'
+    RETURNING id, user_id)
+INSERT INTO messages (id, conversation_id, user_id, role, content, tool_calls,
+    client_message_id, created_at, reply_to)
+SELECT gen_random_uuid(), bumped.id, bumped.user_id, 'user', 'list my tasks', '[]'::jsonb,
+    gen_random_uuid()::text, now(), NULL FROM bumped;
+SQL
+  tps() { pgbench -n -c 8 -j 2 -T 10 -f "$dir/$1" "$DB_URL" 2>/dev/null | awk '/^tps/ {printf "%.0f", $3}'; }
+  local insert append
+  insert=$(tps insert.sql)
+  append=$(tps append.sql)
+  rm -rf "$dir"
+  echo "== PostgreSQL alone on this machine (pgbench, 8 connections, 10 s each, the server stopped)"
+  echo "one-row durable inserts: ${insert:-?}/s; message appends: ${append:-?}/s"
+  [ -n "$append" ] && echo "a chat turn stores two messages: with both cores and nothing else to do, PostgreSQL's" \
+    "appends alone would cap the chat load at $((append / 2)) turns/s"
+  return 0
 }
 
 if [ "$SOCKETS" -gt 0 ]; then
-  cpu_check
   echo "== idle: $SOCKETS sockets for $HOLD s"
   "$load" --url "127.0.0.1:$PORT" idle --sockets "$SOCKETS" --hold "$HOLD" --server-pid "$server"
 fi
 if [ "$CLIENTS" -gt 0 ]; then
-  cpu_check
   echo "== chat: $CLIENTS clients for $DURATION s (offline model)"
   "$load" --url "127.0.0.1:$PORT" chat --clients "$CLIENTS" --duration "$DURATION"
   # Turns/s only count if indexing kept up: each turn's two messages are embedded and written
   # to the vector store in the background, and a growing backlog would be work put off.
   echo "indexer backlog when the load stopped: $(psql -Atq "$DB_URL" -c 'SELECT count(*) FROM vector_outbox') jobs"
 fi
+
+kill "$server"
+wait "$server" 2>/dev/null || true
+calibrate || echo "calibration failed"
