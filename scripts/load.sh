@@ -54,6 +54,7 @@ INSERT INTO conversations (id, user_id, title, created_at, updated_at)
 SQL
   echo "INSERT INTO pixie_load_calibration VALUES (gen_random_uuid(), 'list my tasks');" \
     >"$dir/insert.sql"
+  # Message ids time-ordered like the server's UUIDv7 (PostgreSQL 15 has no uuidv7()).
   cat >"$dir/append.sql" <<SQL
 \\set c random(1, 100)
 WITH bumped AS (UPDATE conversations SET updated_at = now(), last_message_at = now()
@@ -61,8 +62,11 @@ WITH bumped AS (UPDATE conversations SET updated_at = now(), last_message_at = n
     RETURNING id, user_id)
 INSERT INTO messages (id, conversation_id, user_id, role, content, tool_calls,
     client_message_id, created_at, reply_to)
-SELECT gen_random_uuid(), bumped.id, bumped.user_id, 'user', 'list my tasks', '[]'::jsonb,
-    gen_random_uuid()::text, now(), NULL FROM bumped;
+SELECT (lpad(to_hex((extract(epoch FROM clock_timestamp()) * 1000)::bigint), 12, '0')
+        || substr(md5(random()::text), 13))::uuid,
+    bumped.id, bumped.user_id, 'user', 'list my tasks', '[]'::jsonb, gen_random_uuid()::text,
+    now(), NULL
+FROM bumped;
 SQL
   tps() { pgbench -n -c 8 -j 2 -T 10 -f "$dir/$1" "$DB_URL" 2>/dev/null | awk '/^tps/ {printf "%.0f", $3}'; }
   local insert append
