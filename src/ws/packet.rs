@@ -226,9 +226,9 @@ pub fn encode_packet(packet: &Packet) -> String {
     out
 }
 
-/// `42["name",payload]`: an event on the default namespace.
-/// `42["name",payload]`, from a payload that is already JSON text (written directly: the
-/// payload, a whole message say, is not copied into an array first).
+/// `42["name",payload]`: an event on the default namespace, from a payload that is already
+/// JSON text (written directly: the payload, a whole message say, is not copied into an array
+/// first).
 pub fn event_frame(name: &str, payload: &str) -> String {
     let name = Value::from(name);
     format!("42[{name},{payload}]")

@@ -25,7 +25,7 @@ use super::hub::{Registration, SocketId};
 use super::packet::{self, EnginePacket, Packet, PacketKind};
 use super::queue::{FrameQueue, Next};
 use crate::auth::AuthError;
-use crate::domain::chat::ChatRequest;
+use crate::domain::chat::{ChatEvent, ChatRequest};
 use crate::domain::{DomainError, FieldErrors, UserId};
 use crate::http::error::error_body;
 use crate::http::extract::field_error;
@@ -525,13 +525,18 @@ impl Connection {
                 match &accepted.answer {
                     // A retry of a turn that finished: this socket (which may have missed the
                     // end) gets the answer again, after the ack.
-                    Some(answer) => realtime.hub.send_event(
-                        &member.user,
-                        &self.sid,
-                        "chat:done",
-                        &json!({ "conversationId": message.conversation_id, "message": answer })
-                            .to_string(),
-                    ),
+                    Some(answer) => {
+                        let done = ChatEvent::Done {
+                            conversation_id: message.conversation_id,
+                            message: answer.clone(),
+                        };
+                        realtime.hub.send_event(
+                            &member.user,
+                            &self.sid,
+                            done.name(),
+                            done.payload().get(),
+                        )
+                    }
                     None => domain.schedule(&member.user, &accepted),
                 }
                 ack
