@@ -1,5 +1,10 @@
 //! `/metrics` in the Prometheus text format: requests by method, route pattern and status,
 //! and request latency by route.
+//!
+//! Every label value comes from a fixed set, whatever a client sends: the method is one of the
+//! standard ones or `OTHER` (HTTP lets a client name any token as its method), the route is a
+//! registered pattern or `unmatched`, the status is a number the server chose. A series is
+//! never created from request text, so no request can grow the registry.
 
 use std::time::Instant;
 
@@ -15,7 +20,7 @@ use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
+    method: &'static str,
     /// The matched route pattern (`/v1/tasks/{id}`), never the raw path: bounded cardinality.
     route: String,
     status: u16,
@@ -23,8 +28,25 @@ struct RequestLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
-    method: String,
+    method: &'static str,
     route: String,
+}
+
+/// The method as a label: one of the methods of RFC 9110 and PATCH, else `OTHER`.
+fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "OTHER",
+    }
 }
 
 fn latency_histogram() -> Histogram {
@@ -74,7 +96,7 @@ pub async fn record(
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let started = Instant::now();
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let response = next.call(req).await?;
     if let Some(metrics) = metrics {
         let route = response
@@ -84,7 +106,7 @@ pub async fn record(
         metrics
             .requests
             .get_or_create(&RequestLabels {
-                method: method.clone(),
+                method,
                 route: route.clone(),
                 status: response.status().as_u16(),
             })
