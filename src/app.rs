@@ -22,7 +22,7 @@ use crate::domain::ports::{HealthCheck, SystemClock};
 use crate::domain::{Domain, Ports, Settings};
 use crate::http::error::error_body;
 use crate::http::{self, AppState, WebhookSecret};
-use crate::ws::fanout::{Fanout, LocalFanout, RealtimeBus};
+use crate::ws::fanout::{Fanout, Local, LocalFanout, RealtimeBus};
 use crate::ws::hub::Hub;
 use crate::ws::limits::RateLimiter;
 use crate::ws::pg_fanout::PgFanout;
@@ -162,14 +162,16 @@ impl Application {
             config.realtime.socket_queue,
             config.realtime.max_sockets_per_user,
         );
+        let local = Local {
+            hub: hub.clone(),
+            turns: domain.turns().clone(),
+            sign_ins: domain.sign_ins().clone(),
+        };
         let fanout: Arc<dyn Fanout> = match config.realtime.fanout {
-            crate::config::Fanout::Local => {
-                Arc::new(LocalFanout::new(hub.clone(), domain.turns().clone()))
-            }
+            crate::config::Fanout::Local => Arc::new(LocalFanout::new(local)),
             crate::config::Fanout::Postgres => {
                 let url = config.database.url.clone();
-                let (hub, turns) = (hub.clone(), domain.turns().clone());
-                tokio::task::spawn_blocking(move || PgFanout::start(&url, hub, turns))
+                tokio::task::spawn_blocking(move || PgFanout::start(&url, local))
                     .await
                     .context("realtime fan-out start task failed")??
             }
@@ -215,6 +217,9 @@ impl Application {
             .with_context(|| format!("binding server.bind = {}", config.server.bind))?;
         let addr = listener.local_addr()?;
         let max_body = config.server.max_body_bytes;
+        let body_deadline = http::middleware::BodyDeadline(std::time::Duration::from_secs(
+            config.server.body_timeout_secs,
+        ));
         let metrics = web::Data::new(http::metrics::Metrics::default());
         let shutdown_grace = std::time::Duration::from_secs(config.server.shutdown_grace_secs);
         let app_realtime = realtime.clone();
@@ -225,6 +230,8 @@ impl Application {
                 .configure(ws::routes)
                 .app_data(metrics.clone())
                 .app_data(web::PayloadConfig::new(max_body))
+                .app_data(body_deadline)
+                .wrap(from_fn(http::middleware::body_guard))
                 .wrap(from_fn(http::metrics::record))
                 .wrap(from_fn(http::middleware::request_context))
                 .configure(http::routes)
@@ -240,6 +247,13 @@ impl Application {
         if config.server.workers > 0 {
             server = server.workers(config.server.workers);
         }
+        // actix counts connections per worker.
+        let workers = if config.server.workers > 0 {
+            config.server.workers
+        } else {
+            std::thread::available_parallelism().map_or(1, usize::from)
+        };
+        server = server.max_connections(config.server.max_connections.div_ceil(workers));
         let server = server.listen(listener)?.run();
         tracing::info!(
             %addr,

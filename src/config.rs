@@ -33,6 +33,11 @@ pub struct ServerConfig {
     /// HTTP worker threads; 0 = one per CPU core.
     pub workers: usize,
     pub max_body_bytes: usize,
+    /// A request body must arrive within this long of its headers, or the request gets 408
+    /// and its connection is closed.
+    pub body_timeout_secs: u64,
+    /// Open connections (sockets included) the server holds at most; more wait to be accepted.
+    pub max_connections: usize,
     /// How long in-flight requests may run on after a shutdown signal.
     pub shutdown_grace_secs: u64,
 }
@@ -44,6 +49,8 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("data"),
             workers: 0,
             max_body_bytes: 1024 * 1024,
+            body_timeout_secs: 15,
+            max_connections: 25_000,
             shutdown_grace_secs: 30,
         }
     }
@@ -385,6 +392,12 @@ impl Config {
         let mut problems = Vec::new();
         if self.server.max_body_bytes < 1024 {
             problems.push("server.max_body_bytes must be at least 1024".to_owned());
+        }
+        if self.server.body_timeout_secs == 0 {
+            problems.push("server.body_timeout_secs must be at least 1".to_owned());
+        }
+        if self.server.max_connections == 0 {
+            problems.push("server.max_connections must be at least 1".to_owned());
         }
         if self.database.pool_size == 0 {
             problems.push("database.pool_size must be at least 1".to_owned());

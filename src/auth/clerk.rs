@@ -20,12 +20,15 @@ use rsa::pkcs1::DecodeRsaPublicKey;
 use rsa::pkcs8::DecodePublicKey;
 use rsa::traits::PublicKeyParts;
 
-use super::{AuthError, TokenVerifier};
+use super::{AuthError, Identity, TokenVerifier};
 use crate::config::ClerkConfig;
 use crate::domain::UserId;
 
 /// How long a token check may wait for Clerk's JWKS before the request fails as unavailable.
 const JWKS_TIMEOUT: Duration = Duration::from_secs(5);
+/// How far past `exp` clerk-rs still accepts a token (jsonwebtoken's default leeway); a
+/// socket signed in with the token lives exactly as long.
+const EXPIRY_LEEWAY_SECS: i64 = 60;
 
 /// Keys are either Clerk's JWKS (cached) or one PEM key given in the configuration.
 enum Keys {
@@ -74,7 +77,8 @@ impl ClerkVerifier {
 
 #[async_trait]
 impl TokenVerifier for ClerkVerifier {
-    async fn verify(&self, token: &str) -> Result<UserId, AuthError> {
+    async fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        refuse_critical_extensions(token)?;
         // The key is looked up here rather than inside `validate_jwt`, which reports a JWKS
         // outage as an invalid token: an outage must be a 503, not a 401.
         let kid = decode_header(token)
@@ -113,9 +117,31 @@ impl TokenVerifier for ClerkVerifier {
                 ));
             }
         }
-        UserId::parse(&claims.sub)
-            .map_err(|problem| AuthError::Invalid(format!("the token's sub {problem}")))
+        let user = UserId::parse(&claims.sub)
+            .map_err(|problem| AuthError::Invalid(format!("the token's sub {problem}")))?;
+        let at = |secs: i64| chrono::DateTime::from_timestamp(secs, 0);
+        Ok(Identity {
+            user,
+            issued_at: at(i64::from(claims.iat)),
+            expires_at: at(i64::from(claims.exp) + EXPIRY_LEEWAY_SECS),
+        })
     }
+}
+
+/// RFC 7515 §4.1.11: a token whose header lists critical extensions (`crit`) must be refused
+/// by a verifier that does not understand them, and this one understands none.
+fn refuse_critical_extensions(token: &str) -> Result<(), AuthError> {
+    let not_jwt = || AuthError::Invalid("the token is not a JWT".into());
+    let header = token.split('.').next().ok_or_else(not_jwt)?;
+    let bytes = URL_SAFE_NO_PAD.decode(header).map_err(|_| not_jwt())?;
+    let fields: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&bytes).map_err(|_| not_jwt())?;
+    if fields.contains_key("crit") {
+        return Err(AuthError::Invalid(
+            "the token's header names critical extensions (crit), which are not supported".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// A PEM public key served as the key of whatever `kid` a token names: networkless checks.

@@ -8,6 +8,7 @@ mod clerk;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use crate::config::{AuthConfig, AuthMode};
 use crate::domain::UserId;
@@ -24,9 +25,30 @@ pub enum AuthError {
     Unavailable(String),
 }
 
+/// Who a valid token speaks for, and for how long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub user: UserId,
+    /// When the token was issued (`iat`); `None` for tokens that carry no time (dev tokens).
+    pub issued_at: Option<DateTime<Utc>>,
+    /// The last instant the token is accepted (`exp` plus the leeway); `None` when it does
+    /// not expire.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl Identity {
+    fn timeless(user: UserId) -> Self {
+        Self {
+            user,
+            issued_at: None,
+            expires_at: None,
+        }
+    }
+}
+
 #[async_trait]
 pub trait TokenVerifier: Send + Sync {
-    async fn verify(&self, token: &str) -> Result<UserId, AuthError>;
+    async fn verify(&self, token: &str) -> Result<Identity, AuthError>;
 }
 
 /// `dev:<user-id>` tokens, for local use.
@@ -34,7 +56,7 @@ pub struct DevVerifier;
 
 #[async_trait]
 impl TokenVerifier for DevVerifier {
-    async fn verify(&self, token: &str) -> Result<UserId, AuthError> {
+    async fn verify(&self, token: &str) -> Result<Identity, AuthError> {
         let id = token
             .strip_prefix("dev:")
             .ok_or_else(|| AuthError::Invalid("expected a dev:<user-id> token".into()))?;
@@ -47,7 +69,9 @@ impl TokenVerifier for DevVerifier {
                 "the user id of a dev token must match [A-Za-z0-9_-]{1,64}".into(),
             ));
         }
-        UserId::parse(id).map_err(AuthError::Invalid)
+        UserId::parse(id)
+            .map(Identity::timeless)
+            .map_err(AuthError::Invalid)
     }
 }
 
@@ -93,7 +117,7 @@ mod tests {
     async fn dev_tokens() {
         let v = DevVerifier;
         assert_eq!(
-            v.verify("dev:alice_1-x").await.unwrap().as_str(),
+            v.verify("dev:alice_1-x").await.unwrap().user.as_str(),
             "alice_1-x"
         );
         for bad in [

@@ -236,18 +236,21 @@ impl From<DomainError> for DbError {
     }
 }
 
-impl DbError {
-    /// A row referenced a user that has no row (yet, or any more).
-    fn is_missing_user(&self) -> bool {
-        matches!(self, Self::Diesel(DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, info))
-            if info.constraint_name().is_some_and(|c| c.ends_with("_user_id_fkey")))
-    }
-}
-
 impl From<DbError> for DomainError {
     fn from(e: DbError) -> Self {
         match e {
             DbError::Domain(e) => e,
+            // A row referenced a user that has no row any more: the write raced the user's
+            // erasure (sign-in creates the row before any write), and must not revive them.
+            DbError::Diesel(DieselError::DatabaseError(
+                DatabaseErrorKind::ForeignKeyViolation,
+                info,
+            )) if info
+                .constraint_name()
+                .is_some_and(|c| c.ends_with("_user_id_fkey")) =>
+            {
+                DomainError::Erased
+            }
             DbError::Diesel(DieselError::DatabaseError(kind, info)) => match kind {
                 DatabaseErrorKind::UniqueViolation => {
                     DomainError::Conflict("a record with that key already exists".into())

@@ -2,6 +2,8 @@
 //! an indexed entity adds its vector-outbox row in the same transaction, through the triggers of
 //! the schema (see the migrations).
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::pg::{Pg, PgConnection};
@@ -13,7 +15,10 @@ use uuid::Uuid;
 use super::models::{
     ConversationRow, EventRow, MemoryRow, MessageRow, NewOutboxRow, TaskRow, UserRow,
 };
-use super::schema::{conversations, events, memories, messages, tasks, users, vector_outbox};
+use super::schema::{
+    conversations, erased_users, events, memories, messages, tasks, users, vector_outbox,
+    webhook_deliveries,
+};
 use super::{DbError, PgStore};
 use crate::domain::conversation::{Conversation, ConversationQuery, Message, MessageQuery};
 use crate::domain::event::Event;
@@ -35,23 +40,6 @@ fn ensure_user(conn: &mut PgConnection, user: &str) -> DbResult<()> {
         .on_conflict_do_nothing()
         .execute(conn)?;
     Ok(())
-}
-
-/// Runs a write (one statement, or a transaction the caller opens). When it fails because the
-/// user has no row (first write, or a write racing an erasure on another instance), creates the
-/// row and tries once more.
-fn write_as<T>(
-    conn: &mut PgConnection,
-    user: &str,
-    mut write: impl FnMut(&mut PgConnection) -> DbResult<T>,
-) -> DbResult<T> {
-    match write(conn) {
-        Err(e) if e.is_missing_user() => {
-            ensure_user(conn, user)?;
-            write(conn)
-        }
-        other => other,
-    }
 }
 
 /// `(messages.created_at, messages.id) < (at, id)`: messages stored before the given one. A row
@@ -285,11 +273,23 @@ fn owned(user: &UserId) -> String {
     user.as_str().to_owned()
 }
 
+/// How long an erasure is remembered: a token issued before it and presented later than this
+/// is no longer told apart from a new user's.
+const ERASURE_MEMORY: &str = "30 days";
+
 #[async_trait]
 impl UserRepository for PgStore {
-    async fn ensure(&self, user: &UserId) -> DomainResult<User> {
+    async fn ensure(&self, user: &UserId, since: DateTime<Utc>) -> DomainResult<User> {
         let user = owned(user);
         self.run(move |conn| {
+            let erased: Option<DateTime<Utc>> = erased_users::table
+                .find(&user)
+                .select(erased_users::erased_at)
+                .first(conn)
+                .optional()?;
+            if erased.is_some_and(|at| at >= since) {
+                return Err(DomainError::Erased.into());
+            }
             ensure_user(conn, &user)?;
             let row: UserRow = users::table
                 .find(&user)
@@ -300,7 +300,7 @@ impl UserRepository for PgStore {
         .await
     }
 
-    async fn erase(&self, user: &UserId) -> DomainResult<bool> {
+    async fn erase(&self, user: &UserId, at: DateTime<Utc>) -> DomainResult<bool> {
         let user = owned(user);
         self.run(move |conn| {
             conn.transaction(|conn| {
@@ -318,9 +318,49 @@ impl UserRepository for PgStore {
                         op: "delete",
                     })
                     .execute(conn)?;
+                diesel::insert_into(erased_users::table)
+                    .values((erased_users::id.eq(&user), erased_users::erased_at.eq(at)))
+                    .on_conflict(erased_users::id)
+                    .do_update()
+                    .set(erased_users::erased_at.eq(at))
+                    .execute(conn)?;
+                diesel::sql_query(format!(
+                    "DELETE FROM erased_users WHERE erased_at < now() - interval '{ERASURE_MEMORY}'"
+                ))
+                .execute(conn)?;
                 let deleted = diesel::delete(users::table.find(&user)).execute(conn)?;
                 Ok(deleted > 0)
             })
+        })
+        .await
+    }
+
+    async fn claim_delivery(&self, source: &str, id: &str, keep: Duration) -> DomainResult<bool> {
+        let (source, id) = (source.to_owned(), id.to_owned());
+        let keep = chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::days(1));
+        self.run(move |conn| {
+            diesel::delete(
+                webhook_deliveries::table
+                    .filter(webhook_deliveries::received_at.lt(Utc::now() - keep)),
+            )
+            .execute(conn)?;
+            let inserted = diesel::insert_into(webhook_deliveries::table)
+                .values((
+                    webhook_deliveries::source.eq(&source),
+                    webhook_deliveries::id.eq(&id),
+                ))
+                .on_conflict_do_nothing()
+                .execute(conn)?;
+            Ok(inserted == 1)
+        })
+        .await
+    }
+
+    async fn release_delivery(&self, source: &str, id: &str) -> DomainResult<()> {
+        let (source, id) = (source.to_owned(), id.to_owned());
+        self.run(move |conn| {
+            diesel::delete(webhook_deliveries::table.find((&source, &id))).execute(conn)?;
+            Ok(())
         })
         .await
     }
@@ -331,12 +371,10 @@ impl TaskRepository for PgStore {
     async fn insert(&self, user: &UserId, task: &Task) -> DomainResult<()> {
         let row = TaskRow::new(user, task);
         self.run(move |conn| {
-            write_as(conn, &row.user_id.clone(), |conn| {
-                diesel::insert_into(tasks::table)
-                    .values(&row)
-                    .execute(conn)?;
-                Ok(())
-            })
+            diesel::insert_into(tasks::table)
+                .values(&row)
+                .execute(conn)?;
+            Ok(())
         })
         .await
     }
@@ -407,12 +445,10 @@ impl EventRepository for PgStore {
     async fn insert(&self, user: &UserId, event: &Event) -> DomainResult<()> {
         let row = EventRow::new(user, event);
         self.run(move |conn| {
-            write_as(conn, &row.user_id.clone(), |conn| {
-                diesel::insert_into(events::table)
-                    .values(&row)
-                    .execute(conn)?;
-                Ok(())
-            })
+            diesel::insert_into(events::table)
+                .values(&row)
+                .execute(conn)?;
+            Ok(())
         })
         .await
     }
@@ -502,12 +538,10 @@ impl MemoryRepository for PgStore {
     async fn insert(&self, user: &UserId, memory: &Memory) -> DomainResult<()> {
         let row = MemoryRow::new(user, memory);
         self.run(move |conn| {
-            write_as(conn, &row.user_id.clone(), |conn| {
-                diesel::insert_into(memories::table)
-                    .values(&row)
-                    .execute(conn)?;
-                Ok(())
-            })
+            diesel::insert_into(memories::table)
+                .values(&row)
+                .execute(conn)?;
+            Ok(())
         })
         .await
     }
@@ -556,12 +590,10 @@ impl ConversationRepository for PgStore {
     async fn insert(&self, user: &UserId, conversation: &Conversation) -> DomainResult<()> {
         let row = ConversationRow::new(user, conversation);
         self.run(move |conn| {
-            write_as(conn, &row.user_id.clone(), |conn| {
-                diesel::insert_into(conversations::table)
-                    .values(&row)
-                    .execute(conn)?;
-                Ok(())
-            })
+            diesel::insert_into(conversations::table)
+                .values(&row)
+                .execute(conn)?;
+            Ok(())
         })
         .await
     }
@@ -647,10 +679,8 @@ impl ConversationRepository for PgStore {
         let row = MessageRow::new(user, message);
         let message = message.clone();
         self.run(move |conn| {
-            write_as(conn, &row.user_id.clone(), |conn| {
-                let inserted = AppendMessage(&row).execute(conn)?;
-                Ok((inserted > 0).then(|| message.clone()))
-            })
+            let inserted = AppendMessage(&row).execute(conn)?;
+            Ok((inserted > 0).then(|| message.clone()))
         })
         .await
     }
@@ -664,16 +694,14 @@ impl ConversationRepository for PgStore {
         let conversation = ConversationRow::new(user, conversation);
         let message = MessageRow::new(user, message);
         self.run(move |conn| {
-            write_as(conn, &message.user_id.clone(), |conn| {
-                conn.transaction(|conn| {
-                    diesel::insert_into(conversations::table)
-                        .values(&conversation)
-                        .execute(conn)?;
-                    diesel::insert_into(messages::table)
-                        .values(&message)
-                        .execute(conn)?;
-                    Ok(())
-                })
+            conn.transaction(|conn| {
+                diesel::insert_into(conversations::table)
+                    .values(&conversation)
+                    .execute(conn)?;
+                diesel::insert_into(messages::table)
+                    .values(&message)
+                    .execute(conn)?;
+                Ok(())
             })
         })
         .await

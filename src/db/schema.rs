@@ -12,6 +12,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    erased_users (id) {
+        id -> Text,
+        erased_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     events (id) {
         id -> Uuid,
         user_id -> Text,
@@ -88,6 +95,14 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    webhook_deliveries (source, id) {
+        source -> Text,
+        id -> Text,
+        received_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(conversations -> users (user_id));
 diesel::joinable!(events -> users (user_id));
 diesel::joinable!(memories -> users (user_id));
@@ -97,10 +112,12 @@ diesel::joinable!(tasks -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     conversations,
+    erased_users,
     events,
     memories,
     messages,
     tasks,
     users,
     vector_outbox,
+    webhook_deliveries,
 );

@@ -23,6 +23,8 @@ pub enum Change {
     EventDeleted(Uuid),
     /// A chat message was stored, or a turn made progress (`chat:*`).
     Chat(ChatEvent),
+    /// The user was erased: every session of theirs ends.
+    UserErased,
 }
 
 impl Change {
@@ -36,6 +38,7 @@ impl Change {
             Self::EventUpdated(_) => "event:updated",
             Self::EventDeleted(_) => "event:deleted",
             Self::Chat(event) => event.name(),
+            Self::UserErased => "user:erased",
         }
     }
 
@@ -47,12 +50,14 @@ impl Change {
             Task { task: &'a Task },
             Event { event: &'a Event },
             Gone { id: Uuid },
+            Empty {},
         }
         let body = match self {
             Self::TaskCreated(task) | Self::TaskUpdated(task) => Body::Task { task },
             Self::EventCreated(event) | Self::EventUpdated(event) => Body::Event { event },
             Self::TaskDeleted(id) | Self::EventDeleted(id) => Body::Gone { id: *id },
             Self::Chat(event) => return event.payload(),
+            Self::UserErased => Body::Empty {},
         };
         json_text(&body)
     }

@@ -18,7 +18,7 @@ use super::error::{DomainError, DomainResult};
 use super::event::EventRange;
 use super::page::{Page, PageRequest};
 use super::ports::{RangeQuery, TurnReads, TurnRows};
-use super::service::{Domain, MAX_SERIES_PER_LISTING, events_in_range};
+use super::service::{Domain, MAX_SERIES_PER_LISTING, expand_range};
 use super::task::{Task, TaskFilter, TaskQuery, TaskStatus};
 use super::tools::DomainTools;
 use super::turns::Refused;
@@ -386,6 +386,9 @@ impl Domain {
             }
         };
         let cancel = ticket.start().await;
+        if ticket.is_withdrawn() {
+            return Err(DomainError::Erased);
+        }
         self.run_turn(user, message, listener, cancel).await
     }
 
@@ -405,6 +408,9 @@ impl Domain {
                 let user = user.clone();
                 self.turns.spawn(async move {
                     let cancel = ticket.start().await;
+                    if ticket.is_withdrawn() {
+                        return;
+                    }
                     // Failures went out as `chat:error`.
                     let _ = domain.run_turn(&user, &message, &NoListener, cancel).await;
                     drop(ticket);
@@ -597,6 +603,8 @@ impl Domain {
             open_tasks,
             events,
         } = rows?;
+        // A series too costly to expand is left out of the context (and logged), not the turn.
+        let (upcoming_events, _) = expand_range(events, reads.events).await?;
         // The newest open tasks, those in progress first.
         let mut open_tasks =
             Page::from_rows(open_tasks, reads.open_tasks.page.limit, Task::cursor).items;
@@ -607,7 +615,7 @@ impl Domain {
             history,
             text: user_message.content.clone(),
             open_tasks,
-            upcoming_events: events_in_range(events, &reads.events).items,
+            upcoming_events: upcoming_events.items,
             memories,
         })
     }

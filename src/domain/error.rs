@@ -80,6 +80,10 @@ pub enum DomainError {
     Validation(FieldErrors),
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The signed-in user was erased while this session was open (or before its token was
+    /// issued): nothing was written, and the session must end.
+    #[error("the user was erased")]
+    Erased,
     /// A dependency (the database, a provider) is down or overloaded; nothing was half-written.
     #[error("unavailable: {0}")]
     Unavailable(String),

@@ -1,7 +1,7 @@
 //! Calendar events, with RFC 5545 recurrence rules expanded over a range.
 
-use chrono::{DateTime, Duration, Utc};
-use rrule::{Frequency, RRule, RRuleSet, Unvalidated};
+use chrono::{DateTime, Datelike, Duration, Utc};
+use rrule::{Frequency, RRule, Unvalidated};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -15,8 +15,14 @@ pub const LOCATION_MAX: usize = 500;
 pub const RECURRENCE_MAX: usize = 1_000;
 /// The longest range a listing may expand recurring events over.
 pub const MAX_RANGE_DAYS: i64 = 3_660;
-/// At most this many occurrences of one series are produced per listing.
-pub const MAX_OCCURRENCES_PER_SERIES: u16 = 5_000;
+/// The longest COUNT a rule may have: a counted series is walked from its start.
+pub const MAX_COUNT: u32 = 1_000;
+/// At most this many occurrences (of all series) are looked at to make one listing: enough
+/// for 1,000 series with a page each and a counted series walked in full, and some tens of
+/// milliseconds of work.
+pub const MAX_EXAMINED_PER_LISTING: usize = 200_000;
+/// And at most this long: expansion runs off the request workers, but a listing still ends.
+pub const EXPANSION_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -51,7 +57,7 @@ impl Event {
             errors.add("endAt", "must be after startAt");
         }
         if let Some(rule) = &self.recurrence
-            && let Err(problem) = parse_rule(rule, self.start_at)
+            && let Err(problem) = check_rule(rule, self.start_at)
         {
             errors.add("recurrence", problem);
         }
@@ -59,50 +65,173 @@ impl Event {
         Ok(self)
     }
 
-    /// The occurrences of this series that overlap `[from, to)`, in start order, or the event
-    /// itself when it does not recur and overlaps the range.
-    pub fn occurrences(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Event> {
+    /// The occurrences of this series that overlap `[from, to)` and come after `cursor`, in
+    /// start order, at most `limit` of them; or the event itself when it does not recur and
+    /// overlaps the range. The walk starts a period or two before the range (not at the series
+    /// start), and every occurrence it looks at counts against `budget`.
+    pub fn occurrences(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        cursor: Option<Cursor>,
+        limit: usize,
+        budget: &mut Budget,
+    ) -> Result<Vec<Event>, TooCostly> {
+        let after_cursor =
+            |start: DateTime<Utc>| cursor.is_none_or(|c| (start, self.id) > (c.at, c.id));
         let Some(rule) = &self.recurrence else {
-            return if self.start_at < to && self.end_at > from {
+            let overlaps = self.start_at < to && self.end_at > from;
+            return Ok(if overlaps && after_cursor(self.start_at) && limit > 0 {
                 vec![self.clone()]
             } else {
                 Vec::new()
-            };
+            });
         };
-        let Ok(set) = parse_rule(rule, self.start_at) else {
+        let Ok(parsed) = parse_text(rule) else {
             // Stored rules were validated on write; a rule that no longer parses shows the
             // series' first instance rather than failing the whole listing.
-            return Event {
+            let single = Event {
                 recurrence: None,
                 ..self.clone()
-            }
-            .occurrences(from, to);
+            };
+            return single.occurrences(from, to, cursor, limit, budget);
         };
         let duration = self.end_at - self.start_at;
-        let utc = rrule::Tz::UTC;
-        // An occurrence that starts before `from` still overlaps when it ends after `from`.
-        let after = (from - duration + Duration::microseconds(1)).with_timezone(&utc);
-        let before = (to - Duration::microseconds(1)).with_timezone(&utc);
-        set.after(after)
-            .before(before)
-            .all(MAX_OCCURRENCES_PER_SERIES)
-            .dates
-            .into_iter()
-            .map(|start| {
-                let start_at = start.with_timezone(&Utc);
-                Event {
-                    start_at,
-                    end_at: start_at + duration,
-                    occurrence_of: Some(self.id),
-                    ..self.clone()
-                }
-            })
-            .collect()
+        // An occurrence overlaps when it starts in (from - duration, to); occurrences before
+        // the cursor are not wanted either.
+        let lowest = match cursor {
+            Some(c) if c.at > from - duration => c.at - Duration::microseconds(1),
+            _ => from - duration,
+        };
+        if parsed.get_until().is_some_and(|until| *until <= lowest) || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let anchor = walk_start(&parsed, self.start_at, lowest);
+        let set = match parsed.clone().build(anchor.with_timezone(&rrule::Tz::UTC)) {
+            Ok(set) => set,
+            Err(_) => match parsed.build(self.start_at.with_timezone(&rrule::Tz::UTC)) {
+                Ok(set) => set,
+                Err(_) => return Ok(Vec::new()),
+            },
+        };
+        let mut found = Vec::new();
+        for start in &set.limit() {
+            budget.spend(self.id)?;
+            let start_at = start.with_timezone(&Utc);
+            if start_at >= to {
+                break;
+            }
+            if start_at <= lowest || !after_cursor(start_at) {
+                continue;
+            }
+            found.push(Event {
+                start_at,
+                end_at: start_at + duration,
+                occurrence_of: Some(self.id),
+                ..self.clone()
+            });
+            if found.len() >= limit {
+                break;
+            }
+        }
+        Ok(found)
     }
 }
 
-/// Parses a stored or submitted RRULE (without DTSTART) anchored at `start_at`.
-fn parse_rule(rule: &str, start_at: DateTime<Utc>) -> Result<RRuleSet, String> {
+/// What one listing may spend expanding recurring events: occurrences looked at, and time.
+#[derive(Debug)]
+pub struct Budget {
+    examined: usize,
+    max_examined: usize,
+    deadline: std::time::Instant,
+}
+
+/// A series needed more than the listing's budget to expand over its range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooCostly(pub Uuid);
+
+impl Budget {
+    pub fn new(max_examined: usize, time: std::time::Duration) -> Self {
+        Self {
+            examined: 0,
+            max_examined,
+            deadline: std::time::Instant::now() + time,
+        }
+    }
+
+    /// The budget of one listing.
+    pub fn for_listing() -> Self {
+        Self::new(MAX_EXAMINED_PER_LISTING, EXPANSION_TIME)
+    }
+
+    /// Occurrences looked at so far.
+    pub fn examined(&self) -> usize {
+        self.examined
+    }
+
+    fn spend(&mut self, series: Uuid) -> Result<(), TooCostly> {
+        self.examined += 1;
+        // The clock is read now and then: it costs more than an occurrence.
+        let late = self.examined.is_multiple_of(256) && std::time::Instant::now() > self.deadline;
+        if self.examined > self.max_examined || late {
+            return Err(TooCostly(series));
+        }
+        Ok(())
+    }
+}
+
+/// Where to start walking a rule so that its occurrences after `lowest` are the same as when
+/// walking from `start`: a whole number of the rule's periods after `start`, at least one
+/// period before `lowest`. A rule with COUNT is walked from its start (the count runs from
+/// there); so is one whose shifted start would not land on the same day of the month.
+fn walk_start(
+    rule: &RRule<Unvalidated>,
+    start: DateTime<Utc>,
+    lowest: DateTime<Utc>,
+) -> DateTime<Utc> {
+    if rule.get_count().is_some() || lowest <= start {
+        return start;
+    }
+    let interval = i64::from(rule.get_interval().max(1));
+    let fixed = |period: Duration| {
+        let periods = (lowest - start).num_seconds() / period.num_seconds().max(1);
+        let steps = i32::try_from(periods - 1).unwrap_or(0).max(0);
+        start + period * steps
+    };
+    let months = |per_step: i64| {
+        let gap = i64::from(lowest.year() - start.year()) * 12 + i64::from(lowest.month())
+            - i64::from(start.month());
+        let mut steps = gap / per_step - 1;
+        // A month without the start's day (the 31st, 29 February) would move the series'
+        // day: step back to one that has it.
+        for _ in 0..12 {
+            if steps <= 0 {
+                break;
+            }
+            let shifted = u32::try_from(steps * per_step)
+                .ok()
+                .and_then(|m| start.checked_add_months(chrono::Months::new(m)));
+            if let Some(shifted) = shifted
+                && shifted.day() == start.day()
+            {
+                return shifted;
+            }
+            steps -= 1;
+        }
+        start
+    };
+    match rule.get_freq() {
+        Frequency::Hourly => fixed(Duration::hours(interval)),
+        Frequency::Daily => fixed(Duration::days(interval)),
+        Frequency::Weekly => fixed(Duration::weeks(interval)),
+        Frequency::Monthly => months(interval),
+        Frequency::Yearly => months(12 * interval),
+        Frequency::Minutely | Frequency::Secondly => start,
+    }
+}
+
+/// Parses a rule's text (without DTSTART), as stored or submitted.
+fn parse_text(rule: &str) -> Result<RRule<Unvalidated>, String> {
     let text = rule.strip_prefix("RRULE:").unwrap_or(rule);
     if text.contains(['\n', '\r']) || text.to_ascii_uppercase().contains("DTSTART") {
         return Err("must be a single RRULE without DTSTART (startAt is the series start)".into());
@@ -116,9 +245,34 @@ fn parse_rule(rule: &str, start_at: DateTime<Utc>) -> Result<RRuleSet, String> {
     if matches!(parsed.get_freq(), Frequency::Secondly | Frequency::Minutely) {
         return Err("FREQ must be HOURLY or slower for calendar events".into());
     }
-    parsed
-        .build(start_at.with_timezone(&rrule::Tz::UTC))
-        .map_err(|e| format!("is not a valid RRULE: {e}"))
+    Ok(parsed)
+}
+
+/// Checks a submitted rule: it parses, and every listing can expand it cheaply. Occurrences
+/// are at most hourly (no BYSECOND list, no BYMINUTE list with FREQ=HOURLY, at most 24 times
+/// a day), and COUNT is bounded (a counted series is walked from its start).
+fn check_rule(rule: &str, start_at: DateTime<Utc>) -> Result<(), String> {
+    let parsed = parse_text(rule)?;
+    if parsed.get_count().is_some_and(|count| count > MAX_COUNT) {
+        return Err(format!("COUNT must be at most {MAX_COUNT}"));
+    }
+    let rule = parsed
+        .validate(start_at.with_timezone(&rrule::Tz::UTC))
+        .map_err(|e| format!("is not a valid RRULE: {e}"))?;
+    if rule.get_by_second().len() > 1 {
+        return Err("BYSECOND may name one second: events repeat at most hourly".into());
+    }
+    if rule.get_freq() == Frequency::Hourly && rule.get_by_minute().len() > 1 {
+        return Err(
+            "BYMINUTE may name one minute with FREQ=HOURLY: events repeat at most hourly".into(),
+        );
+    }
+    let hours = rule.get_by_hour().len().max(1);
+    let minutes = rule.get_by_minute().len().max(1);
+    if rule.get_freq() != Frequency::Hourly && hours * minutes > 24 {
+        return Err("BYHOUR and BYMINUTE may give at most 24 times a day".into());
+    }
+    Ok(())
 }
 
 /// Normalises a submitted rule: trims it and drops an `RRULE:` prefix.
@@ -283,11 +437,35 @@ mod tests {
         .validate(Uuid::now_v7(), at("2026-11-01T00:00:00Z"))
     }
 
+    /// Every occurrence in the range, with a listing's budget.
+    fn occurrences_in(e: &Event, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Event> {
+        e.occurrences(from, to, None, 100_000, &mut Budget::for_listing())
+            .unwrap()
+    }
+
+    /// A stored event as it is, without the checks of today's writes.
+    fn stored(start: &str, rule: &str) -> Event {
+        let start_at = at(start);
+        Event {
+            id: Uuid::now_v7(),
+            title: "old".into(),
+            description: None,
+            location: None,
+            start_at,
+            end_at: start_at + Duration::minutes(30),
+            is_all_day: false,
+            recurrence: Some(rule.into()),
+            created_at: start_at,
+            updated_at: start_at,
+            occurrence_of: None,
+        }
+    }
+
     #[test]
     fn weekly_rule_expands_in_range() {
         let e = event(Some("RRULE:FREQ=WEEKLY;BYDAY=MO")).unwrap();
         assert_eq!(e.recurrence.as_deref(), Some("FREQ=WEEKLY;BYDAY=MO"));
-        let occ = e.occurrences(at("2026-11-10T00:00:00Z"), at("2026-12-01T00:00:00Z"));
+        let occ = occurrences_in(&e, at("2026-11-10T00:00:00Z"), at("2026-12-01T00:00:00Z"));
         let starts: Vec<_> = occ.iter().map(|o| o.start_at).collect();
         assert_eq!(
             starts,
@@ -307,7 +485,7 @@ mod tests {
     #[test]
     fn occurrence_overlapping_range_start_is_included() {
         let e = event(Some("FREQ=DAILY;COUNT=3")).unwrap();
-        let occ = e.occurrences(at("2026-11-03T09:10:00Z"), at("2026-11-03T10:00:00Z"));
+        let occ = occurrences_in(&e, at("2026-11-03T09:10:00Z"), at("2026-11-03T10:00:00Z"));
         assert_eq!(occ.len(), 1);
         assert_eq!(occ[0].start_at, at("2026-11-03T09:00:00Z"));
     }
@@ -315,7 +493,7 @@ mod tests {
     #[test]
     fn count_bounds_the_series() {
         let e = event(Some("FREQ=DAILY;COUNT=3")).unwrap();
-        let occ = e.occurrences(at("2026-11-01T00:00:00Z"), at("2027-01-01T00:00:00Z"));
+        let occ = occurrences_in(&e, at("2026-11-01T00:00:00Z"), at("2027-01-01T00:00:00Z"));
         assert_eq!(occ.len(), 3);
     }
 
@@ -326,6 +504,12 @@ mod tests {
             "FREQ=SOMETIMES",
             "FREQ=MINUTELY",
             "DTSTART:20260101T000000Z\nRRULE:FREQ=DAILY",
+            // Finer than hourly, or too long a count to walk.
+            "FREQ=HOURLY;BYMINUTE=0,30",
+            "FREQ=HOURLY;BYSECOND=0,1,2",
+            "FREQ=DAILY;BYSECOND=0,30",
+            "FREQ=DAILY;BYHOUR=0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23;BYMINUTE=0,30",
+            "FREQ=WEEKLY;COUNT=1001",
             "",
         ] {
             let result = event(Some(rule));
@@ -334,6 +518,147 @@ mod tests {
             } else {
                 assert!(matches!(result, Err(DomainError::Validation(_))), "{rule}");
             }
+        }
+    }
+
+    #[test]
+    fn rules_that_repeat_at_most_hourly_are_accepted() {
+        for rule in [
+            "FREQ=HOURLY",
+            "FREQ=HOURLY;BYMINUTE=30;BYSECOND=0",
+            "FREQ=DAILY;BYHOUR=9,17;BYMINUTE=0,30",
+            "FREQ=DAILY;BYHOUR=0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23",
+            "FREQ=MONTHLY;BYDAY=1MO;COUNT=1000",
+            "FREQ=YEARLY;UNTIL=20300101T000000Z",
+        ] {
+            assert!(event(Some(rule)).is_ok(), "{rule}");
+        }
+    }
+
+    #[test]
+    fn an_hourly_series_from_year_one_lists_a_day_cheaply() {
+        let e = stored("0001-01-01T00:00:00Z", "FREQ=HOURLY");
+        let mut budget = Budget::for_listing();
+        let day = e
+            .occurrences(
+                at("2026-12-01T00:00:00Z"),
+                at("2026-12-02T00:00:00Z"),
+                None,
+                100,
+                &mut budget,
+            )
+            .unwrap();
+        assert_eq!(day.len(), 24);
+        assert_eq!(day[0].start_at, at("2026-12-01T00:00:00Z"));
+        assert!(budget.examined() < 40, "{}", budget.examined());
+    }
+
+    #[test]
+    fn a_stored_rule_finer_than_hourly_is_cut_at_the_page() {
+        let every_second: String = format!(
+            "FREQ=HOURLY;BYMINUTE={};BYSECOND={}",
+            (0..60).map(|m| m.to_string()).collect::<Vec<_>>().join(","),
+            (0..60).map(|m| m.to_string()).collect::<Vec<_>>().join(",")
+        );
+        let e = stored("0001-01-01T00:00:00Z", &every_second);
+        let mut budget = Budget::for_listing();
+        let page = e
+            .occurrences(
+                at("2026-12-01T00:00:00Z"),
+                at("2026-12-02T00:00:00Z"),
+                None,
+                51,
+                &mut budget,
+            )
+            .unwrap();
+        assert_eq!(page.len(), 51);
+        // Walked from an hour or two before the range, not from year one.
+        assert!(budget.examined() < 3 * 3600 + 51, "{}", budget.examined());
+    }
+
+    #[test]
+    fn a_series_over_the_budget_is_too_costly() {
+        let e = stored("2000-01-01T09:00:00Z", "FREQ=DAILY;COUNT=5000");
+        let mut budget = Budget::new(1_000, std::time::Duration::from_secs(5));
+        let result = e.occurrences(
+            at("2010-01-01T00:00:00Z"),
+            at("2010-01-02T00:00:00Z"),
+            None,
+            10,
+            &mut budget,
+        );
+        assert_eq!(result, Err(TooCostly(e.id)));
+    }
+
+    #[test]
+    fn the_cursor_moves_the_walk() {
+        let e = stored("2026-01-01T00:00:00Z", "FREQ=HOURLY");
+        let from = at("2026-01-01T00:00:00Z");
+        let to = at("2026-12-31T00:00:00Z");
+        let cursor = Cursor {
+            at: at("2026-06-01T00:00:00Z"),
+            id: e.id,
+        };
+        let mut budget = Budget::for_listing();
+        let page = e
+            .occurrences(from, to, Some(cursor), 3, &mut budget)
+            .unwrap();
+        let starts: Vec<_> = page.iter().map(|o| o.start_at).collect();
+        assert_eq!(
+            starts,
+            vec![
+                at("2026-06-01T01:00:00Z"),
+                at("2026-06-01T02:00:00Z"),
+                at("2026-06-01T03:00:00Z")
+            ]
+        );
+        assert!(budget.examined() < 10, "{}", budget.examined());
+    }
+
+    /// The occurrences in `[from, to)` walked from the series start, as the rule defines them.
+    fn walked_from_start(e: &Event, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+        let rule = parse_text(e.recurrence.as_deref().unwrap()).unwrap();
+        let set = rule
+            .build(e.start_at.with_timezone(&rrule::Tz::UTC))
+            .unwrap();
+        let duration = e.end_at - e.start_at;
+        (&set)
+            .into_iter()
+            .map(|d| d.with_timezone(&Utc))
+            .take_while(|d| *d < to)
+            .filter(|d| *d + duration > from)
+            .collect()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(96))]
+        /// Starting the walk near the range changes nothing: the occurrences are those of a
+        /// walk from the series start.
+        #[test]
+        fn walking_from_near_the_range_finds_what_the_rule_defines(
+            rule in proptest::sample::select(vec![
+                "FREQ=HOURLY", "FREQ=HOURLY;INTERVAL=7", "FREQ=HOURLY;BYHOUR=9,17",
+                "FREQ=DAILY", "FREQ=DAILY;INTERVAL=3", "FREQ=DAILY;BYDAY=MO,FR",
+                "FREQ=WEEKLY", "FREQ=WEEKLY;INTERVAL=2;BYDAY=TU,TH", "FREQ=WEEKLY;INTERVAL=3;WKST=SU",
+                "FREQ=MONTHLY", "FREQ=MONTHLY;INTERVAL=5", "FREQ=MONTHLY;BYDAY=-1FR",
+                "FREQ=MONTHLY;BYMONTHDAY=31", "FREQ=MONTHLY;BYSETPOS=2;BYDAY=MO,TU,WE,TH,FR",
+                "FREQ=YEARLY", "FREQ=YEARLY;INTERVAL=3", "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=29",
+                "FREQ=YEARLY;BYWEEKNO=20;BYDAY=MO", "FREQ=DAILY;UNTIL=20300101T000000Z",
+            ]),
+            start_day in 0i64..(366 * 6),
+            start_minute in 0i64..1440,
+            gap_hours in 0i64..(24 * 366 * 3),
+            span_hours in 1i64..(24 * 40),
+        ) {
+            // Starts in 2000–2005 (29 February and the 31st included), ranges up to 3 years on.
+            let start = at("2000-01-01T00:00:00Z")
+                + Duration::days(start_day)
+                + Duration::minutes(start_minute);
+            let e = stored(&start.to_rfc3339(), rule);
+            let from = start + Duration::hours(gap_hours);
+            let to = from + Duration::hours(span_hours);
+            let near: Vec<_> = occurrences_in(&e, from, to).iter().map(|o| o.start_at).collect();
+            proptest::prop_assert_eq!(near, walked_from_start(&e, from, to));
         }
     }
 
@@ -352,17 +677,14 @@ mod tests {
     fn single_event_overlap() {
         let e = event(None).unwrap();
         assert_eq!(
-            e.occurrences(at("2026-11-02T09:14:00Z"), at("2026-11-03T00:00:00Z"))
-                .len(),
+            occurrences_in(&e, at("2026-11-02T09:14:00Z"), at("2026-11-03T00:00:00Z")).len(),
             1
         );
         assert!(
-            e.occurrences(at("2026-11-02T09:15:00Z"), at("2026-11-03T00:00:00Z"))
-                .is_empty()
+            occurrences_in(&e, at("2026-11-02T09:15:00Z"), at("2026-11-03T00:00:00Z")).is_empty()
         );
         assert!(
-            e.occurrences(at("2026-11-01T00:00:00Z"), at("2026-11-02T09:00:00Z"))
-                .is_empty()
+            occurrences_in(&e, at("2026-11-01T00:00:00Z"), at("2026-11-02T09:00:00Z")).is_empty()
         );
     }
 

@@ -23,10 +23,17 @@ pub type Mutation<T> = Box<dyn FnOnce(T) -> DomainResult<T> + Send>;
 
 #[async_trait]
 pub trait UserRepository: Send + Sync {
-    /// Creates the user's row if it does not exist yet, and returns it.
-    async fn ensure(&self, user: &UserId) -> DomainResult<User>;
-    /// Deletes the user and everything they own; `false` when there was no such user.
-    async fn erase(&self, user: &UserId) -> DomainResult<bool>;
+    /// Creates the user's row if it does not exist yet, and returns it. A session that began
+    /// at `since`, before the user was erased, is refused with `DomainError::Erased`.
+    async fn ensure(&self, user: &UserId, since: DateTime<Utc>) -> DomainResult<User>;
+    /// Deletes the user and everything they own, and records the erasure at `at` (sessions
+    /// that began earlier cannot sign in again); `false` when there was no such user.
+    async fn erase(&self, user: &UserId, at: DateTime<Utc>) -> DomainResult<bool>;
+    /// Records the delivery `id` of a webhook from `source`; `false` when it was recorded
+    /// before (a replay). Deliveries older than `keep` are forgotten.
+    async fn claim_delivery(&self, source: &str, id: &str, keep: Duration) -> DomainResult<bool>;
+    /// Forgets a delivery whose handling failed, so that the sender's retry is handled.
+    async fn release_delivery(&self, source: &str, id: &str) -> DomainResult<()>;
 }
 
 #[async_trait]

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -13,45 +14,63 @@ use super::conversation::{
     Conversation, ConversationQuery, Message, MessageQuery, NewConversation, NewMessage,
 };
 use super::error::{DomainError, DomainResult};
-use super::event::{Event, EventPatch, EventQuery, NewEvent};
+use super::event::{Budget, Event, EventPatch, EventQuery, NewEvent, TooCostly};
 use super::memory::{Memory, MemoryQuery, NewMemory};
-use super::page::{Cursor, Page};
+use super::page::Page;
 use super::ports::{
     Clock, ConversationRepository, EventRepository, MemoryRepository, Outbox, RangeQuery,
     RangeRows, TaskRepository, TurnReader, UserRepository,
 };
-use super::task::{NewTask, Task, TaskPatch, TaskQuery};
+use super::task::{NewTask, PROJECT_MAX, Task, TaskPatch, TaskQuery};
 use super::turns::Turns;
 use super::user::User;
-use super::values::UserId;
+use super::values::{UserId, optional_text};
 
 /// At most this many recurring series are expanded in one range listing.
 pub(super) const MAX_SERIES_PER_LISTING: i64 = 1_000;
 
 /// One page of a range listing: the single events and the occurrences of the series in the
-/// range, by `(startAt, id)`, after the page's cursor.
-pub(super) fn events_in_range(rows: RangeRows, query: &RangeQuery) -> Page<Event> {
+/// range, by `(startAt, id)`, after the page's cursor; and the series that could not be
+/// expanded within the listing's budget (left out of the page).
+pub(super) fn events_in_range(rows: RangeRows, query: &RangeQuery) -> (Page<Event>, Vec<Uuid>) {
     let RangeQuery { range, page, .. } = *query;
     let RangeRows {
         single: mut events,
         series,
     } = rows;
-    let after = |event: &Event| match page.after {
-        None => true,
-        Some(Cursor { at, id }) => (event.start_at, event.id) > (at, id),
-    };
+    let limit = usize::try_from(page.fetch_limit()).unwrap_or(usize::MAX);
+    let mut budget = Budget::for_listing();
+    let mut too_costly = Vec::new();
     for event in &series {
-        events.extend(
-            event
-                .occurrences(range.from, range.to)
-                .into_iter()
-                .filter(after)
-                .take(page.fetch_limit() as usize),
+        match event.occurrences(range.from, range.to, page.after, limit, &mut budget) {
+            Ok(occurrences) => events.extend(occurrences),
+            Err(TooCostly(id)) => too_costly.push(id),
+        }
+    }
+    if !too_costly.is_empty() {
+        tracing::warn!(
+            series = ?too_costly,
+            examined = budget.examined(),
+            "recurring events left out of a listing: too costly to expand over its range"
         );
     }
     events.sort_by_key(|a| (a.start_at, a.id));
-    events.truncate(page.fetch_limit() as usize);
-    Page::from_rows(events, page.limit, Event::cursor)
+    events.truncate(limit);
+    (
+        Page::from_rows(events, page.limit, Event::cursor),
+        too_costly,
+    )
+}
+
+/// Expands a range listing on the blocking pool: the walk over recurrence rules is CPU work
+/// that must not hold up the request workers.
+pub(super) async fn expand_range(
+    rows: RangeRows,
+    query: RangeQuery,
+) -> DomainResult<(Page<Event>, Vec<Uuid>)> {
+    tokio::task::spawn_blocking(move || events_in_range(rows, &query))
+        .await
+        .map_err(|e| DomainError::Internal(anyhow::anyhow!("event expansion failed: {e}")))
 }
 
 /// Everything the domain needs, injected at start.
@@ -102,7 +121,7 @@ pub const SEARCH_LIMIT_MAX: usize = 50;
 pub struct Domain {
     pub(crate) ports: Ports,
     pub(crate) settings: Settings,
-    known_users: Arc<KnownUsers>,
+    known_users: Arc<SignIns>,
     index_signal: Arc<Notify>,
     pub(crate) turns: Arc<Turns>,
 }
@@ -112,7 +131,7 @@ impl Domain {
         Self {
             ports,
             settings,
-            known_users: Arc::new(KnownUsers::new(Duration::from_secs(300), 100_000)),
+            known_users: Arc::new(SignIns::new(Duration::from_secs(300), 100_000)),
             index_signal: Arc::new(Notify::new()),
             turns: Arc::new(Turns::default()),
         }
@@ -155,31 +174,67 @@ impl Domain {
     // ----- users -----------------------------------------------------------------------------
 
     /// Records that the user was seen: their row is created on first sight. Cheap when the
-    /// user was seen recently.
+    /// user was seen recently. `since` is when the session began (its token was issued); a
+    /// session older than the user's erasure is refused (`DomainError::Erased`).
     #[tracing::instrument(level = "debug", skip(self), fields(user = %user))]
-    pub async fn sign_in(&self, user: &UserId) -> DomainResult<()> {
+    pub async fn sign_in(&self, user: &UserId, since: DateTime<Utc>) -> DomainResult<()> {
         if self.known_users.contains(user) {
             return Ok(());
         }
-        self.ports.users.ensure(user).await?;
+        self.ports.users.ensure(user, since).await?;
         self.known_users.insert(user.clone());
         Ok(())
     }
 
-    pub async fn me(&self, user: &UserId) -> DomainResult<User> {
-        let me = self.ports.users.ensure(user).await?;
+    pub async fn me(&self, user: &UserId, since: DateTime<Utc>) -> DomainResult<User> {
+        let me = self.ports.users.ensure(user, since).await?;
         self.known_users.insert(user.clone());
         Ok(me)
     }
 
-    /// Deletes the user's every row (and, through the outbox, every vector).
+    /// Deletes the user's every row (and, through the outbox, every vector), then ends their
+    /// sessions everywhere: sockets are disconnected and turns in flight cancelled on every
+    /// instance. A write racing the erasure fails (`DomainError::Erased`) instead of bringing
+    /// the user back.
     #[tracing::instrument(level = "debug", skip(self), fields(user = %user))]
     pub async fn erase_user(&self, user: &UserId) -> DomainResult<bool> {
         self.known_users.remove(user);
-        let erased = self.ports.users.erase(user).await?;
+        let erased = self.ports.users.erase(user, self.ports.clock.now()).await?;
+        self.known_users.remove(user);
         self.signal_index();
+        self.publish(user, Change::UserErased);
         tracing::info!(erased, "user erased");
         Ok(erased)
+    }
+
+    /// Handles a webhook delivery once: runs `handle` unless the delivery `id` from `source`
+    /// was handled before (a replay), within `keep`. A delivery whose handling fails is
+    /// forgotten, so that the sender's retry runs it again. `false` for a replay.
+    pub async fn once<F>(
+        &self,
+        source: &str,
+        id: &str,
+        keep: Duration,
+        handle: F,
+    ) -> DomainResult<bool>
+    where
+        F: Future<Output = DomainResult<()>>,
+    {
+        if !self.ports.users.claim_delivery(source, id, keep).await? {
+            return Ok(false);
+        }
+        if let Err(e) = handle.await {
+            if let Err(release) = self.ports.users.release_delivery(source, id).await {
+                tracing::warn!(error = %release, "a failed webhook delivery stays recorded");
+            }
+            return Err(e);
+        }
+        Ok(true)
+    }
+
+    /// Users whose row is known to exist; other instances' erasures are told to it.
+    pub fn sign_ins(&self) -> &Arc<SignIns> {
+        &self.known_users
     }
 
     // ----- tasks -----------------------------------------------------------------------------
@@ -201,7 +256,14 @@ impl Domain {
             .ok_or(DomainError::NotFound)
     }
 
-    pub async fn list_tasks(&self, user: &UserId, query: TaskQuery) -> DomainResult<Page<Task>> {
+    pub async fn list_tasks(
+        &self,
+        user: &UserId,
+        mut query: TaskQuery,
+    ) -> DomainResult<Page<Task>> {
+        // The filter is text from a client like a task's own project.
+        query.filter.project = optional_text(query.filter.project.as_deref(), PROJECT_MAX)
+            .map_err(|problem| DomainError::invalid("project", problem))?;
         let rows = self.ports.tasks.list(user, &query).await?;
         Ok(Page::from_rows(rows, query.page.limit, Task::cursor))
     }
@@ -268,7 +330,18 @@ impl Domain {
             max_series: MAX_SERIES_PER_LISTING,
         };
         let rows = self.ports.events.list_in_range(user, &query).await?;
-        Ok(events_in_range(rows, &query))
+        let (page, too_costly) = expand_range(rows, query).await?;
+        if let Some(series) = too_costly.first() {
+            return Err(DomainError::invalid(
+                "range",
+                format!(
+                    "the recurring event {series} has too many occurrences to expand over \
+                     this range; ask for a shorter or later range, or change that event's \
+                     recurrence"
+                ),
+            ));
+        }
+        Ok(page)
     }
 
     #[tracing::instrument(level = "debug", skip(self, patch), fields(user = %user))]
@@ -435,13 +508,13 @@ impl Domain {
 }
 
 /// Users whose row is known to exist, so that sign-in costs no query on every request.
-struct KnownUsers {
+pub struct SignIns {
     ttl: Duration,
     capacity: usize,
     seen: Mutex<HashMap<UserId, Instant>>,
 }
 
-impl KnownUsers {
+impl SignIns {
     fn new(ttl: Duration, capacity: usize) -> Self {
         Self {
             ttl,
@@ -463,7 +536,8 @@ impl KnownUsers {
         seen.insert(user, Instant::now());
     }
 
-    fn remove(&self, user: &UserId) {
+    /// Forgets the user (erased here or on another instance): their next sign-in checks.
+    pub fn remove(&self, user: &UserId) {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         seen.remove(user);
     }

@@ -44,8 +44,10 @@ struct State {
     lanes: HashMap<Uuid, Lane>,
     /// conversation → (owner, token) of the turn running in it.
     running: HashMap<Uuid, (UserId, CancellationToken)>,
-    /// User messages with a turn queued or running.
-    pending: HashSet<Uuid>,
+    /// User messages with a turn queued or running, and whose they are.
+    pending: HashMap<Uuid, UserId>,
+    /// Queued turns of an erased user: they are not to run when their turn comes.
+    withdrawn: HashSet<Uuid>,
     closed: bool,
 }
 
@@ -81,9 +83,10 @@ impl Turns {
         if state.closed {
             return Err(Refused::Closed);
         }
-        if !state.pending.insert(message) {
+        if state.pending.contains_key(&message) {
             return Err(Refused::Pending);
         }
+        state.pending.insert(message, user.clone());
         let lane = state.lanes.entry(conversation).or_insert_with(|| Lane {
             next: 0,
             serving: watch::Sender::new(0),
@@ -124,6 +127,28 @@ impl Turns {
             }
             _ => false,
         }
+    }
+
+    /// Cancels every turn of the user (erased): the running ones stop, the queued ones will
+    /// not run. Returns how many turns that was.
+    pub fn cancel_user(&self, user: &UserId) -> usize {
+        let mut state = self.lock();
+        let mut count = 0;
+        for (owner, token) in state.running.values() {
+            if owner == user {
+                token.cancel();
+                count += 1;
+            }
+        }
+        let queued: Vec<Uuid> = state
+            .pending
+            .iter()
+            .filter(|(_, owner)| *owner == user)
+            .map(|(message, _)| *message)
+            .collect();
+        count = count.max(queued.len());
+        state.withdrawn.extend(queued);
+        count
     }
 
     /// Turns queued or running.
@@ -187,12 +212,18 @@ impl Ticket {
         self.running = true;
         token
     }
+
+    /// The user was erased while this turn waited: it is not to run.
+    pub(crate) fn is_withdrawn(&self) -> bool {
+        self.turns.lock().withdrawn.contains(&self.message)
+    }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
         let mut state = self.turns.lock();
         state.pending.remove(&self.message);
+        state.withdrawn.remove(&self.message);
         if self.running {
             state.running.remove(&self.conversation);
         }

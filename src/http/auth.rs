@@ -6,13 +6,16 @@ use std::pin::Pin;
 use actix_web::dev::Payload;
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::{FromRequest, HttpRequest, web};
+use chrono::{DateTime, Utc};
 
 use super::AppState;
 use super::error::ApiError;
 use crate::auth::bearer_token;
 use crate::domain::{DomainError, UserId};
 
-pub struct AuthUser(pub UserId);
+/// The signed-in user, and when their session began (the token's issue time, or this
+/// request for tokens without one).
+pub struct AuthUser(pub UserId, pub DateTime<Utc>);
 
 impl FromRequest for AuthUser {
     type Error = ApiError;
@@ -32,9 +35,10 @@ impl FromRequest for AuthUser {
             let state = state.ok_or_else(|| {
                 ApiError::Domain(DomainError::Internal(anyhow::anyhow!("app state missing")))
             })?;
-            let user = state.verifier.verify(&token).await?;
-            state.domain.sign_in(&user).await?;
-            Ok(AuthUser(user))
+            let identity = state.verifier.verify(&token).await?;
+            let since = identity.issued_at.unwrap_or_else(Utc::now);
+            state.domain.sign_in(&identity.user, since).await?;
+            Ok(AuthUser(identity.user, since))
         })
     }
 }

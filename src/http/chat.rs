@@ -21,7 +21,7 @@ use crate::domain::DomainError;
 use crate::domain::chat::{ChatEvent, ChatListener, ChatRequest, NoListener};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/chat", web::post().to(chat));
+    cfg.service(web::resource("/chat").post(chat));
 }
 
 #[derive(Deserialize)]

@@ -22,6 +22,12 @@ pub enum ApiError {
     Unauthenticated(String),
     #[error("payload too large")]
     PayloadTooLarge,
+    /// A `Content-Encoding` other than identity: bodies are never inflated.
+    #[error("unsupported content encoding")]
+    UnsupportedEncoding,
+    /// The body did not arrive within `server.body_timeout_secs`.
+    #[error("request body timed out")]
+    BodyTimeout,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -57,6 +63,7 @@ impl ResponseError for ApiError {
                 DomainError::NotFound => StatusCode::NOT_FOUND,
                 DomainError::Validation(_) => StatusCode::BAD_REQUEST,
                 DomainError::Conflict(_) => StatusCode::CONFLICT,
+                DomainError::Erased => StatusCode::UNAUTHORIZED,
                 DomainError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
                 DomainError::BadGateway(_) => StatusCode::BAD_GATEWAY,
                 DomainError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -64,6 +71,8 @@ impl ResponseError for ApiError {
             Self::InvalidJson(_) => StatusCode::BAD_REQUEST,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -77,6 +86,11 @@ impl ResponseError for ApiError {
                     serde_json::to_value(fields).ok(),
                 ),
                 DomainError::Conflict(m) => ("conflict", m.clone(), None),
+                DomainError::Erased => (
+                    "unauthenticated",
+                    "this user was erased; sign in again".to_owned(),
+                    None,
+                ),
                 DomainError::Unavailable(m) => ("unavailable", m.clone(), None),
                 DomainError::BadGateway(m) => ("bad_gateway", m.clone(), None),
                 DomainError::Internal(cause) => {
@@ -97,6 +111,17 @@ impl ResponseError for ApiError {
             Self::PayloadTooLarge => (
                 "payload_too_large",
                 "the request body is over the size limit".to_owned(),
+                None,
+            ),
+            Self::UnsupportedEncoding => (
+                "unsupported_encoding",
+                "compressed request bodies are not accepted: send the body without Content-Encoding"
+                    .to_owned(),
+                None,
+            ),
+            Self::BodyTimeout => (
+                "request_timeout",
+                "the request body did not arrive in time".to_owned(),
                 None,
             ),
         };

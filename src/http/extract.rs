@@ -11,6 +11,7 @@ use actix_web::{FromRequest, HttpRequest, web};
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use super::middleware::is_body_timeout;
 use crate::domain::FieldErrors;
 
 /// A JSON body; unknown fields are rejected by the target types (`deny_unknown_fields`).
@@ -33,13 +34,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
             .unwrap_or(false);
         let body = web::Bytes::from_request(req, payload);
         Box::pin(async move {
-            let bytes = body.await.map_err(|e| {
-                if e.as_response_error().status_code() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::PayloadTooLarge
-                } else {
-                    ApiError::InvalidJson(format!("the request body could not be read: {e}"))
-                }
-            })?;
+            let bytes = body.await.map_err(body_error)?;
             if !is_json {
                 return Err(ApiError::InvalidJson(
                     "expected a JSON body with Content-Type: application/json".into(),
@@ -47,6 +42,24 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
             }
             parse_json(&bytes).map(ApiJson)
         })
+    }
+}
+
+/// Reads a whole body within `server.max_body_bytes` (and the body deadline).
+pub async fn read_body(req: &HttpRequest, mut payload: Payload) -> Result<web::Bytes, ApiError> {
+    web::Bytes::from_request(req, &mut payload)
+        .await
+        .map_err(body_error)
+}
+
+/// Why a body could not be read, as the client is told.
+fn body_error(e: actix_web::Error) -> ApiError {
+    if is_body_timeout(&e) {
+        ApiError::BodyTimeout
+    } else if e.as_response_error().status_code() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge
+    } else {
+        ApiError::InvalidJson(format!("the request body could not be read: {e}"))
     }
 }
 
@@ -93,6 +106,17 @@ impl<T: DeserializeOwned> FromRequest for ApiQuery<T> {
 }
 
 pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    // PostgreSQL text cannot hold NUL, and no parameter has a use for one: refused like a NUL
+    // in a body's text, before any value reaches a query.
+    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        if name.contains('\0') || value.contains('\0') {
+            let name = name.replace('\0', "");
+            return Err(ApiError::validation(FieldErrors::single(
+                if name.is_empty() { "query" } else { &name },
+                "must not contain NUL characters",
+            )));
+        }
+    }
     let de = serde_urlencoded::Deserializer::new(url::form_urlencoded::parse(query.as_bytes()));
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -125,6 +149,7 @@ pub fn field_error(path: &str, message: &str) -> FieldErrors {
     for (lead, problem) in [
         ("missing field `", "is required"),
         ("unknown field `", "is not a known field"),
+        ("duplicate field `", "is given more than once"),
     ] {
         if let Some(rest) = message.strip_prefix(lead)
             && let Some(name) = rest.split('`').next()
@@ -187,6 +212,8 @@ mod tests {
         assert_eq!(f.get("bogus"), Some("is not a known field"));
         let f = details(parse_json::<Body>(br#"{"title": "x", "dueAt": "tomorrow"}"#).unwrap_err());
         assert!(f.get("dueAt").is_some());
+        let f = details(parse_json::<Body>(br#"{"title": "x", "title": "y"}"#).unwrap_err());
+        assert_eq!(f.get("title"), Some("is given more than once"));
         let f = details(parse_json::<Body>(br#"[1]"#).unwrap_err());
         assert!(f.get("body").is_some(), "{f:?}");
     }
@@ -223,5 +250,7 @@ mod tests {
         assert!(f.get("limit").is_some(), "{f:?}");
         let f = details(parse_query::<Query>("nope=1").unwrap_err());
         assert!(f.get("nope").is_some(), "{f:?}");
+        let f = details(parse_query::<Query>("limit=%00").unwrap_err());
+        assert_eq!(f.get("limit"), Some("must not contain NUL characters"));
     }
 }

@@ -11,7 +11,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 async fn get(user: AuthUser, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(state.domain.me(&user.0).await?))
+    Ok(HttpResponse::Ok().json(state.domain.me(&user.0, user.1).await?))
 }
 
 /// Erases the user: every row now, every vector through the outbox.

@@ -1,16 +1,25 @@
 //! Cross-cutting request handling: the request id, JSON bodies on every error (including the
-//! router's own 404/405), and a log line per failed request.
+//! router's own 404/405), a log line per failed request, and the guard on request bodies.
 
-use std::time::Instant;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use actix_web::body::{BoxBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::error::PayloadError;
 use actix_web::http::StatusCode;
-use actix_web::http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use actix_web::http::header::{
+    CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue, TRANSFER_ENCODING,
+    UPGRADE,
+};
 use actix_web::middleware::Next;
-use actix_web::{Error, HttpMessage, HttpResponse};
+use actix_web::web::Bytes;
+use actix_web::{Error, HttpMessage, HttpResponse, ResponseError};
+use futures_util::Stream;
 
-use super::error::error_body;
+use super::error::{ApiError, error_body};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -97,4 +106,84 @@ fn json_error_body(
         }
     }
     ServiceResponse::new(request, new)
+}
+
+/// How long a request body may take to arrive (`server.body_timeout_secs`), as app data.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyDeadline(pub Duration);
+
+/// Request bodies: refused when compressed (bodies are never inflated, so none can grow past
+/// the size it declares), and read against a deadline, so that a client trickling its body
+/// cannot hold a connection for long. WebSocket upgrades keep their stream as it is.
+pub async fn body_guard(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    if let Some(encoding) = req.headers().get(CONTENT_ENCODING)
+        && !is_identity(encoding)
+    {
+        let response = ApiError::UnsupportedEncoding.error_response();
+        return Ok(req.into_response(response));
+    }
+    let has_body = req.headers().contains_key(TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
+    if has_body
+        && !req.headers().contains_key(UPGRADE)
+        && let Some(BodyDeadline(timeout)) = req.app_data::<BodyDeadline>().copied()
+    {
+        let payload = req.take_payload();
+        req.set_payload(Payload::Stream {
+            payload: Box::pin(DeadlinePayload {
+                inner: payload,
+                deadline: Box::pin(tokio::time::sleep(timeout)),
+                expired: false,
+            }),
+        });
+    }
+    Ok(next.call(req).await?.map_into_boxed_body())
+}
+
+fn is_identity(value: &HeaderValue) -> bool {
+    value
+        .to_str()
+        .is_ok_and(|v| v.trim().eq_ignore_ascii_case("identity"))
+}
+
+/// A request body that fails with `TimedOut` once its deadline passes.
+struct DeadlinePayload {
+    inner: Payload,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    expired: bool,
+}
+
+impl Stream for DeadlinePayload {
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.expired {
+            return Poll::Ready(None);
+        }
+        if let Poll::Ready(item) = Pin::new(&mut self.inner).poll_next(cx) {
+            return Poll::Ready(item);
+        }
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            self.expired = true;
+            return Poll::Ready(Some(Err(PayloadError::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the request body did not arrive in time",
+            )))));
+        }
+        Poll::Pending
+    }
+}
+
+/// Whether a body read failed on its deadline.
+pub fn is_body_timeout(error: &Error) -> bool {
+    matches!(
+        error.as_error::<PayloadError>(),
+        Some(PayloadError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut
+    )
 }

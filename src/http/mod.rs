@@ -43,8 +43,9 @@ pub struct AppState {
 /// Every route of the server.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     health::routes(cfg);
-    cfg.route("/metrics", web::get().to(metrics::render))
-        .route("/openapi.json", web::get().to(openapi::serve));
+    // Resources, not bare routes: another method on a known path is a 405, not a 404.
+    cfg.service(web::resource("/metrics").get(metrics::render))
+        .service(web::resource("/openapi.json").get(openapi::serve));
     webhooks::routes(cfg);
     cfg.service(
         web::scope("/v1")

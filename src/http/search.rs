@@ -14,7 +14,7 @@ use crate::domain::assistant::DocKind;
 const DEFAULT_LIMIT: u32 = 10;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/search", web::get().to(search));
+    cfg.service(web::resource("/search").get(search));
 }
 
 #[derive(Deserialize)]

@@ -1,5 +1,7 @@
 //! `POST /webhooks/clerk`: Clerk's Svix-signed webhooks. `user.deleted` erases the user.
 
+use std::time::Duration;
+
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -8,13 +10,19 @@ use subtle::ConstantTimeEq;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
+use super::extract::read_body;
 use crate::domain::{DomainError, UserId};
 
 /// Signed timestamps further than this from now are refused (replay protection).
-const TOLERANCE_SECS: i64 = 300;
+const TOLERANCE_SECS: u64 = 300;
+/// A delivery's id is remembered while its signature could still be accepted (the timestamp
+/// may be up to the tolerance ahead of or behind the clock), so that a replay does nothing.
+const REPLAY_MEMORY: Duration = Duration::from_secs(2 * TOLERANCE_SECS + 60);
+/// Svix message ids are short tokens (`msg_…`).
+const MAX_ID_LEN: usize = 255;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/webhooks/clerk", web::post().to(clerk));
+    cfg.service(web::resource("/webhooks/clerk").post(clerk));
 }
 
 /// The Svix signing secret (`whsec_<base64>`), from `CLERK_WEBHOOK_SECRET`.
@@ -43,10 +51,7 @@ impl WebhookSecret {
         body: &[u8],
         now: i64,
     ) -> bool {
-        let Ok(ts) = timestamp.parse::<i64>() else {
-            return false;
-        };
-        if (now - ts).abs() > TOLERANCE_SECS {
+        if !is_fresh(timestamp, now) {
             return false;
         }
         let mut mac = hmac_sha256::HMAC::new(&self.0);
@@ -65,6 +70,13 @@ impl WebhookSecret {
     }
 }
 
+/// A signed timestamp within the tolerance of `now` (a checked difference: any i64 may come).
+fn is_fresh(timestamp: &str, now: i64) -> bool {
+    timestamp
+        .parse::<i64>()
+        .is_ok_and(|ts| now.abs_diff(ts) <= TOLERANCE_SECS)
+}
+
 impl std::fmt::Debug for WebhookSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("WebhookSecret(***)")
@@ -79,10 +91,13 @@ struct Event {
     data: serde_json::Value,
 }
 
+/// Checks what can be checked before the body is read (the route is configured, the signature
+/// headers are there, the timestamp is fresh), then reads the body within the usual limits,
+/// verifies it and handles each delivery once.
 async fn clerk(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
     let Some(secret) = &state.webhook_secret else {
         return Err(DomainError::NotFound.into());
@@ -94,28 +109,44 @@ async fn clerk(
             .unwrap_or_default()
             .to_owned()
     };
+    let (id, timestamp, signatures) = (
+        header("svix-id"),
+        header("svix-timestamp"),
+        header("svix-signature"),
+    );
     let now = chrono::Utc::now().timestamp();
-    if !secret.verify(
-        &header("svix-id"),
-        &header("svix-timestamp"),
-        &header("svix-signature"),
-        &body,
-        now,
-    ) {
+    let id_ok = (1..=MAX_ID_LEN).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic());
+    if !id_ok || signatures.is_empty() || !is_fresh(&timestamp, now) {
+        return Err(ApiError::Unauthenticated(
+            "missing, malformed or stale webhook signature headers".into(),
+        ));
+    }
+    let body = read_body(&req, payload.into_inner()).await?;
+    if !secret.verify(&id, &timestamp, &signatures, &body, now) {
         return Err(ApiError::Unauthenticated("bad webhook signature".into()));
     }
     let event: Event = super::extract::parse_json(&body)?;
-    if event.kind == "user.deleted" {
-        let id = event
-            .data
-            .get("id")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default();
-        let user = UserId::parse(id).map_err(|p| DomainError::invalid("data.id", p))?;
-        let erased = state.domain.erase_user(&user).await?;
-        tracing::info!(user = %user, erased, "Clerk webhook: user deleted");
-    } else {
-        tracing::debug!(kind = %event.kind, "Clerk webhook ignored");
+    let domain = &state.domain;
+    let handled = domain
+        .once("clerk", &id, REPLAY_MEMORY, async {
+            if event.kind == "user.deleted" {
+                let user_id = event
+                    .data
+                    .get("id")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default();
+                let user =
+                    UserId::parse(user_id).map_err(|p| DomainError::invalid("data.id", p))?;
+                let erased = domain.erase_user(&user).await?;
+                tracing::info!(user = %user, erased, "Clerk webhook: user deleted");
+            } else {
+                tracing::debug!(kind = %event.kind, "Clerk webhook ignored");
+            }
+            Ok(())
+        })
+        .await?;
+    if !handled {
+        tracing::info!(delivery = %id, "Clerk webhook delivery seen before; ignored");
     }
     Ok(HttpResponse::NoContent().finish())
 }
@@ -149,6 +180,11 @@ mod tests {
         assert!(!secret.verify("msg_1", "1700000000", &good, b"{}", 1_700_000_000));
         assert!(!secret.verify("msg_1", "1700000000", &good, body, 1_700_000_301));
         assert!(!secret.verify("msg_1", "soon", &good, body, 1_700_000_000));
+        // now − 2^63: a plain subtraction overflows and wraps into the window.
+        let far = (i64::MIN + 1_700_000_000).to_string();
+        let signed = sign(&secret.0, "msg_1", &far, body);
+        assert!(!secret.verify("msg_1", &far, &signed, body, 1_700_000_000));
+        assert!(!secret.verify("msg_1", &i64::MIN.to_string(), &good, body, i64::MAX));
         assert!(!secret.verify("msg_1", "1700000000", "", body, 1_700_000_000));
         assert!(WebhookSecret::parse("whsec_!!").is_err());
     }

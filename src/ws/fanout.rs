@@ -7,8 +7,10 @@ use serde_json::value::RawValue;
 use tokio::sync::broadcast;
 
 use super::hub::Hub;
+use super::queue::SessionEnd;
 use crate::domain::UserId;
-use crate::domain::bus::{DomainEvent, EventBus, InProcessBus};
+use crate::domain::bus::{Change, DomainEvent, EventBus, InProcessBus};
+use crate::domain::service::SignIns;
 use crate::domain::turns::Turns;
 
 /// What crosses between instances: an event for a user's sockets, or a request to cancel a
@@ -29,6 +31,8 @@ pub enum Envelope {
         user: String,
         conversation: uuid::Uuid,
     },
+    /// The user was erased: their sockets are disconnected and their turns cancelled.
+    Erased { user: String },
 }
 
 /// Reads a payload from another instance. The envelope is internally tagged, so serde buffers
@@ -47,20 +51,33 @@ pub trait Fanout: Send + Sync {
     fn name(&self) -> &'static str;
 }
 
+/// What an envelope acts on in this process.
+#[derive(Clone)]
+pub struct Local {
+    pub hub: Arc<Hub>,
+    pub turns: Arc<Turns>,
+    pub sign_ins: Arc<SignIns>,
+}
+
 /// One instance: the hub of this process is the whole world.
 pub struct LocalFanout {
-    hub: Arc<Hub>,
-    turns: Arc<Turns>,
+    local: Local,
 }
 
 impl LocalFanout {
-    pub fn new(hub: Arc<Hub>, turns: Arc<Turns>) -> Self {
-        Self { hub, turns }
+    pub fn new(local: Local) -> Self {
+        Self { local }
     }
 }
 
-/// Applies an envelope to this instance: delivery to its sockets, or a cancel of its turn.
-pub fn apply(hub: &Hub, turns: &Turns, envelope: &Envelope) {
+/// Applies an envelope to this instance: delivery to its sockets, a cancel of its turn, or
+/// the end of an erased user's sessions.
+pub fn apply(local: &Local, envelope: &Envelope) {
+    let Local {
+        hub,
+        turns,
+        sign_ins,
+    } = local;
     match envelope {
         Envelope::Event {
             user,
@@ -77,12 +94,20 @@ pub fn apply(hub: &Hub, turns: &Turns, envelope: &Envelope) {
                 turns.cancel(&user, *conversation);
             }
         }
+        Envelope::Erased { user } => {
+            if let Ok(user) = UserId::parse(user) {
+                sign_ins.remove(&user);
+                let sockets = hub.end_sessions(&user, SessionEnd::UserErased);
+                let turns = turns.cancel_user(&user);
+                tracing::info!(user = %user, sockets, turns, "erased user's sessions ended here");
+            }
+        }
     }
 }
 
 impl Fanout for LocalFanout {
     fn publish(&self, envelope: Envelope) {
-        apply(&self.hub, &self.turns, &envelope);
+        apply(&self.local, &envelope);
     }
 
     fn name(&self) -> &'static str {
@@ -114,11 +139,15 @@ impl RealtimeBus {
 impl EventBus for RealtimeBus {
     fn publish(&self, event: DomainEvent) {
         if let Some(fanout) = self.fanout.get() {
-            fanout.publish(Envelope::Event {
-                user: event.user_id.as_str().to_owned(),
-                name: event.change.name().to_owned(),
-                payload: event.change.payload(),
-                origin: event.origin.as_deref().map(str::to_owned),
+            let user = event.user_id.as_str().to_owned();
+            fanout.publish(match &event.change {
+                Change::UserErased => Envelope::Erased { user },
+                change => Envelope::Event {
+                    user,
+                    name: change.name().to_owned(),
+                    payload: change.payload(),
+                    origin: event.origin.as_deref().map(str::to_owned),
+                },
             });
         }
         self.local.publish(event);

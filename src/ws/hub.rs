@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::packet;
-use super::queue::{FrameQueue, Offer};
+use super::queue::{FrameQueue, Offer, SessionEnd};
 use crate::domain::UserId;
 
 /// A socket's id (random, unique across instances).
@@ -186,6 +186,20 @@ impl Hub {
             peers.swap_remove(i);
             inner.sockets -= 1;
         }
+    }
+
+    /// Ends every session of the user here: each socket gets what was queued for it, then
+    /// `session:ended` and a disconnect. Returns how many sockets that was.
+    pub fn end_sessions(&self, user: &UserId, why: SessionEnd) -> usize {
+        let mut inner = self.lock();
+        inner.inflight.retain(|(owner, _), _| owner != user);
+        let Some(peers) = inner.users.get(user) else {
+            return 0;
+        };
+        for peer in peers {
+            peer.frames.end(why);
+        }
+        peers.len()
     }
 
     /// Turns being streamed (for tests and metrics).

@@ -29,6 +29,11 @@ pub enum PacketError {
     Attachments,
     #[error("the packet data is not valid JSON")]
     Json,
+    /// The data names a key twice in one object: refused, as REST bodies are (a JSON tree
+    /// would silently keep one of them). The packet is otherwise well formed, so an event
+    /// can still be answered.
+    #[error("the key {key:?} is given more than once")]
+    DuplicateKey { key: String, ack_id: Option<u64> },
     #[error("{0}")]
     Shape(&'static str),
 }
@@ -168,7 +173,12 @@ pub fn decode_packet(text: &str) -> Result<Packet, PacketError> {
     let data = if rest.is_empty() {
         None
     } else {
-        Some(serde_json::from_str::<Value>(rest).map_err(|_| PacketError::Json)?)
+        let parsed =
+            serde_json::from_str::<UniqueKeys>(rest).map_err(|e| match duplicate_key(&e) {
+                Some(key) => PacketError::DuplicateKey { key, ack_id },
+                None => PacketError::Json,
+            })?;
+        Some(parsed.0)
     };
 
     match (kind, &data) {
@@ -196,6 +206,81 @@ pub fn decode_packet(text: &str) -> Result<Packet, PacketError> {
         packet.event()?;
     }
     Ok(packet)
+}
+
+/// A JSON value read with every object's keys unique: a repeated key is an error, with the
+/// message serde's derived structs give (`duplicate field `name``), as in REST bodies.
+struct UniqueKeys(Value);
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(UniqueVisitor).map(UniqueKeys)
+    }
+}
+
+struct UniqueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(UniqueKeys(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!("duplicate field `{key}`")));
+            }
+            let UniqueKeys(value) = map.next_value()?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
+}
+
+/// The key a `duplicate field` error of [`UniqueKeys`] names.
+fn duplicate_key(error: &serde_json::Error) -> Option<String> {
+    let message = error.to_string();
+    let rest = message.strip_prefix("duplicate field `")?;
+    rest.split('`').next().map(str::to_owned)
 }
 
 fn next_char(s: &mut &str) -> Option<char> {
@@ -326,6 +411,30 @@ mod tests {
         assert_eq!(
             (p.kind, p.attachments, p.ack_id),
             (PacketKind::BinaryEvent, 1, Some(3))
+        );
+    }
+
+    #[test]
+    fn repeated_keys_are_refused_at_any_depth() {
+        assert_eq!(
+            decode_packet(r#"25["chat:send",{"text":"a","text":"b"}]"#),
+            Err(PacketError::DuplicateKey {
+                key: "text".into(),
+                ack_id: Some(5)
+            })
+        );
+        assert!(matches!(
+            decode_packet(r#"2["e",{"a":{"b":1,"b":2}}]"#),
+            Err(PacketError::DuplicateKey { ack_id: None, .. })
+        ));
+        // The same key in two objects is no repetition; numbers and nesting survive.
+        let p = decode_packet(r#"2["e",{"a":1.5},{"a":[-1,18446744073709551615,null]}]"#).unwrap();
+        assert_eq!(
+            p.event().unwrap().1,
+            [
+                json!({"a": 1.5}),
+                json!({"a": [-1, 18446744073709551615u64, null]})
+            ]
         );
     }
 

@@ -23,8 +23,9 @@ use diesel::pg::PgConnection;
 use diesel::sql_types::{Array, BigInt, Text};
 use diesel::{Connection, QueryableByName, RunQueryDsl};
 
-use super::fanout::{Envelope, Fanout, apply};
+use super::fanout::{Envelope, Fanout, Local, apply};
 use super::hub::Hub;
+use crate::domain::service::SignIns;
 use crate::domain::turns::Turns;
 
 const CHANNEL: &str = "pixie_realtime";
@@ -40,15 +41,14 @@ const KEEP_PAYLOADS: &str = "5 minutes";
 const MAX_IDLE_POLL: Duration = Duration::from_millis(20);
 
 pub struct PgFanout {
-    hub: Arc<Hub>,
-    turns: Arc<Turns>,
+    local: Local,
     outbox: SyncSender<String>,
 }
 
 impl PgFanout {
     /// Connects both threads (the first connection is tried at once, so that a bad URL stops
     /// the start).
-    pub fn start(url: &str, hub: Arc<Hub>, turns: Arc<Turns>) -> anyhow::Result<Arc<Self>> {
+    pub fn start(url: &str, local: Local) -> anyhow::Result<Arc<Self>> {
         let instance = uuid::Uuid::new_v4().simple().to_string();
         let listener = listen(url).map_err(|e| {
             anyhow::anyhow!("realtime.fanout = \"postgres\": cannot LISTEN on database.url: {e}")
@@ -64,18 +64,23 @@ impl PgFanout {
                 .spawn(move || publish_loop(url, instance, publisher, queue))?;
         }
         {
-            let (url, hub, turns) = (url.to_owned(), Arc::downgrade(&hub), Arc::downgrade(&turns));
+            let url = url.to_owned();
+            let weak = WeakLocal {
+                hub: Arc::downgrade(&local.hub),
+                turns: Arc::downgrade(&local.turns),
+                sign_ins: Arc::downgrade(&local.sign_ins),
+            };
             thread::Builder::new()
                 .name("fanout-listen".into())
-                .spawn(move || listen_loop(url, instance, listener, hub, turns))?;
+                .spawn(move || listen_loop(url, instance, listener, weak))?;
         }
-        Ok(Arc::new(Self { hub, turns, outbox }))
+        Ok(Arc::new(Self { local, outbox }))
     }
 }
 
 impl Fanout for PgFanout {
     fn publish(&self, envelope: Envelope) {
-        apply(&self.hub, &self.turns, &envelope);
+        apply(&self.local, &envelope);
         let Ok(text) = serde_json::to_string(&envelope) else {
             return;
         };
@@ -191,19 +196,30 @@ fn send_batch(
     Ok(())
 }
 
-/// Runs until the hub is gone (the server stopped).
-fn listen_loop(
-    url: String,
-    instance: String,
-    conn: PgConnection,
+/// What the listener acts on, held weakly: it stops when the server is gone.
+struct WeakLocal {
     hub: Weak<Hub>,
     turns: Weak<Turns>,
-) {
+    sign_ins: Weak<SignIns>,
+}
+
+impl WeakLocal {
+    fn upgrade(&self) -> Option<Local> {
+        Some(Local {
+            hub: self.hub.upgrade()?,
+            turns: self.turns.upgrade()?,
+            sign_ins: self.sign_ins.upgrade()?,
+        })
+    }
+}
+
+/// Runs until the hub is gone (the server stopped).
+fn listen_loop(url: String, instance: String, conn: PgConnection, weak: WeakLocal) {
     let mut conn = Some(conn);
     let mut idle = Duration::from_millis(1);
     let mut backoff = Duration::from_millis(100);
     loop {
-        let (Some(hub), Some(turns)) = (hub.upgrade(), turns.upgrade()) else {
+        let Some(local) = weak.upgrade() else {
             return;
         };
         let Some(connection) = conn.as_mut() else {
@@ -235,7 +251,7 @@ fn listen_loop(
         let got = !notes.is_empty();
         for note in notes {
             if let Some(envelope) = read_note(connection, &instance, &note) {
-                apply(&hub, &turns, &envelope);
+                apply(&local, &envelope);
             }
         }
         if let Some(e) = broken {

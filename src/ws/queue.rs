@@ -26,6 +26,37 @@ struct State {
     waker: Option<Waker>,
     /// The queue overflowed: the socket is to be disconnected.
     killed: bool,
+    /// The session was ended (the user was erased): after the frames queued before, the
+    /// socket is told why and disconnected.
+    ended: Option<SessionEnd>,
+}
+
+/// Why the server ends a socket's session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// The user was erased (`DELETE /v1/me`, the identity provider's `user.deleted`).
+    UserErased,
+    /// The socket's token expired and no fresh one came (`auth:refresh`).
+    TokenExpired,
+}
+
+impl SessionEnd {
+    /// The `reason` of the `session:ended` event.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::UserErased => "user_erased",
+            Self::TokenExpired => "token_expired",
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::UserErased => "this user was erased",
+            Self::TokenExpired => {
+                "the session token expired; connect again with a fresh token (or send auth:refresh before it expires)"
+            }
+        }
+    }
 }
 
 /// What became of a frame offered to the queue.
@@ -43,6 +74,8 @@ pub enum Offer {
 pub enum Next {
     Frame(ByteString),
     Killed,
+    /// Every frame queued before was taken; the session ends.
+    Ended(SessionEnd),
 }
 
 impl FrameQueue {
@@ -60,7 +93,7 @@ impl FrameQueue {
     /// Queues a frame without waiting; a full queue kills the socket instead.
     pub fn offer(&self, frame: ByteString) -> Offer {
         let mut state = self.lock();
-        if state.killed {
+        if state.killed || state.ended.is_some() {
             return Offer::Killed;
         }
         let offer = if state.frames.len() >= self.capacity {
@@ -93,12 +126,24 @@ impl FrameQueue {
                     Poll::Ready(Next::Frame(frame))
                 }
                 None => {
+                    if let Some(end) = state.ended {
+                        return Poll::Ready(Next::Ended(end));
+                    }
                     state.waker = Some(cx.waker().clone());
                     Poll::Pending
                 }
             }
         })
         .await
+    }
+
+    /// Ends the session: the frames queued so far still go out, later ones are dropped.
+    pub fn end(&self, why: SessionEnd) {
+        let mut state = self.lock();
+        state.ended.get_or_insert(why);
+        if let Some(waker) = state.waker.take() {
+            waker.wake();
+        }
     }
 
     /// Resolves when the socket is killed.
@@ -184,5 +229,28 @@ mod tests {
         assert_eq!(queue.try_next(), None);
         let woken = tokio::time::timeout(Duration::from_secs(5), dismissed).await;
         assert!(matches!(woken, Ok(Ok(()))));
+    }
+
+    #[tokio::test]
+    async fn an_ended_session_delivers_what_came_before_then_ends() {
+        let queue = Arc::new(FrameQueue::new(4));
+        assert_eq!(queue.offer(frame("a")), Offer::Queued);
+        queue.end(SessionEnd::UserErased);
+        assert_eq!(queue.offer(frame("b")), Offer::Killed);
+        assert_eq!(queue.next().await, Next::Frame(frame("a")));
+        assert_eq!(queue.next().await, Next::Ended(SessionEnd::UserErased));
+        // A waiting consumer is woken by the end.
+        let waiting = Arc::new(FrameQueue::new(4));
+        let consumer = tokio::spawn({
+            let waiting = waiting.clone();
+            async move { waiting.next().await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        waiting.end(SessionEnd::TokenExpired);
+        let next = tokio::time::timeout(Duration::from_secs(5), consumer).await;
+        assert_eq!(
+            next.ok().and_then(Result::ok),
+            Some(Next::Ended(SessionEnd::TokenExpired))
+        );
     }
 }

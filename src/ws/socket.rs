@@ -6,6 +6,7 @@
 //! socket's messages are accepted in the order it sent them), writing the frames the hub
 //! queued for it, and the heartbeat.
 
+use std::cell::Cell;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, Session};
 use bytestring::ByteString;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::time::{Instant, Sleep, sleep_until};
@@ -22,8 +24,8 @@ use uuid::Uuid;
 use super::Realtime;
 use super::fanout::Envelope;
 use super::hub::{Registration, SocketId};
-use super::packet::{self, EnginePacket, Packet, PacketKind};
-use super::queue::{FrameQueue, Next};
+use super::packet::{self, EnginePacket, Packet, PacketError, PacketKind};
+use super::queue::{FrameQueue, Next, SessionEnd};
 use crate::auth::AuthError;
 use crate::domain::chat::{ChatEvent, ChatRequest};
 use crate::domain::{DomainError, FieldErrors, UserId};
@@ -123,7 +125,16 @@ struct Connection {
 struct Member {
     user: UserId,
     frames: Arc<FrameQueue>,
+    /// When the session's token stops being accepted (moved on by `auth:refresh`); the
+    /// socket is disconnected then. `None` for tokens that do not expire (dev tokens).
+    expires_at: Cell<Option<DateTime<Utc>>>,
     _registration: Registration,
+}
+
+/// A timer for the token's expiry, armed only while the session has one.
+fn expiry_timer(at: Option<DateTime<Utc>>) -> Option<Pin<Box<Sleep>>> {
+    let left = (at? - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+    Some(Box::pin(sleep_until(Instant::now() + left)))
 }
 
 enum Flow {
@@ -222,8 +233,8 @@ impl Connection {
             Some(token) => self.realtime.verifier.verify(token).await,
             None => Err(AuthError::Invalid("no token".into())),
         };
-        let user = match verified {
-            Ok(user) => user,
+        let identity = match verified {
+            Ok(identity) => identity,
             Err(AuthError::Invalid(reason)) => {
                 tracing::debug!(socket = %self.sid, reason, "socket refused: bad token");
                 return Err(self.connect_error("unauthenticated").await);
@@ -233,9 +244,18 @@ impl Connection {
                 return Err(self.connect_error("unavailable").await);
             }
         };
-        if let Err(e) = self.realtime.domain.sign_in(&user).await {
-            tracing::warn!(socket = %self.sid, error = %e, "socket refused: sign-in failed");
-            return Err(self.connect_error("unavailable").await);
+        let user = identity.user;
+        let since = identity.issued_at.unwrap_or_else(Utc::now);
+        match self.realtime.domain.sign_in(&user, since).await {
+            Ok(()) => {}
+            Err(DomainError::Erased) => {
+                tracing::info!(socket = %self.sid, user = %user, "socket refused: the user was erased after the token was issued");
+                return Err(self.connect_error("unauthenticated").await);
+            }
+            Err(e) => {
+                tracing::warn!(socket = %self.sid, error = %e, "socket refused: sign-in failed");
+                return Err(self.connect_error("unavailable").await);
+            }
         }
         let Ok((registration, frames)) = self.realtime.hub.register(&user, self.sid.clone()) else {
             tracing::info!(user = %user, "socket refused: too many sockets for this user");
@@ -248,6 +268,7 @@ impl Connection {
         Ok(Member {
             user,
             frames,
+            expires_at: Cell::new(identity.expires_at),
             _registration: registration,
         })
     }
@@ -266,6 +287,8 @@ impl Connection {
         // Armed by a ping, dropped by any packet: on the heap, and only while a pong is due.
         let mut pong_due: Option<Pin<Box<Sleep>>> = None;
         let closing = self.realtime.closing.clone();
+        let mut armed_for = member.expires_at.get();
+        let mut expiry = expiry_timer(armed_for);
         let reason = loop {
             tokio::select! {
                 biased;
@@ -281,16 +304,36 @@ impl Connection {
                     break "the server is shutting down";
                 }
                 next = member.frames.next() => {
-                    let Next::Frame(frame) = next else { break "too slow to read its events" };
+                    let frame = match next {
+                        Next::Frame(frame) => frame,
+                        Next::Killed => break "too slow to read its events",
+                        Next::Ended(why) => {
+                            Box::pin(self.end_session(why, &member.frames)).await;
+                            break why.code();
+                        }
+                    };
                     if !Box::pin(self.write(frame, &member.frames)).await {
                         break "could not write";
                     }
+                }
+                () = async { if let Some(at) = expiry.as_mut() { at.await } }, if expiry.is_some() => {
+                    if member.expires_at.get().is_some_and(|at| at <= Utc::now()) {
+                        Box::pin(self.end_session(SessionEnd::TokenExpired, &member.frames)).await;
+                        break SessionEnd::TokenExpired.code();
+                    }
+                    armed_for = member.expires_at.get();
+                    expiry = expiry_timer(armed_for);
                 }
                 message = self.stream.recv() => {
                     pong_due = None;
                     match Box::pin(self.on_message(&member, message)).await {
                         Flow::Continue => {}
                         Flow::Close(reason) => break reason,
+                    }
+                    // `auth:refresh` moved the session's end.
+                    if member.expires_at.get() != armed_for {
+                        armed_for = member.expires_at.get();
+                        expiry = expiry_timer(armed_for);
                     }
                 }
                 _ = ping.tick() => {
@@ -322,6 +365,17 @@ impl Connection {
             return "too slow to read its events";
         }
         reason
+    }
+
+    /// Tells the client why its session ends (`session:ended {reason, message}`), then sends
+    /// the Socket.IO DISCONNECT; the caller closes the WebSocket.
+    async fn end_session(&mut self, why: SessionEnd, queue: &FrameQueue) {
+        tracing::info!(socket = %self.sid, reason = why.code(), "ending the socket's session");
+        let payload = json!({ "reason": why.code(), "message": why.message() }).to_string();
+        let frame = packet::event_frame("session:ended", &payload);
+        if self.write(frame.into(), queue).await {
+            let _ = self.write(packet::DISCONNECT_FRAME.into(), queue).await;
+        }
     }
 
     /// Writes a frame, giving up on a client that does not read.
@@ -384,6 +438,17 @@ impl Connection {
         };
         let packet = match packet::decode_packet(data) {
             Ok(packet) => packet,
+            Err(PacketError::DuplicateKey { key, ack_id }) => {
+                // Refused like a REST body with a repeated field; the socket stays.
+                if let Some(id) = ack_id {
+                    let errors = FieldErrors::single(&key, "is given more than once");
+                    let frame = packet::ack_frame(id, invalid_fields(&errors));
+                    if !Box::pin(self.write(frame.into(), &member.frames)).await {
+                        return Flow::Close("could not write");
+                    }
+                }
+                return Flow::Continue;
+            }
             Err(e) => return self.malformed(member, &e.to_string()),
         };
         if packet.namespace != "/" {
@@ -449,6 +514,10 @@ impl Connection {
                 }
                 Err(e) => e,
             }),
+            "auth:refresh" => Some(match parse::<RefreshPayload>(payload) {
+                Ok(p) => self.refresh(member, &p.token).await,
+                Err(e) => e,
+            }),
             "chat:resume" => match parse::<ConversationPayload>(payload) {
                 Ok(p) => {
                     if let Some(id) = ack_id {
@@ -465,10 +534,30 @@ impl Connection {
                 Some(failure(
                     "unknown_event",
                     &format!(
-                        "unknown event {other:?}; see the API for chat:send, chat:cancel and chat:resume"
+                        "unknown event {other:?}; see the API for chat:send, chat:cancel, chat:resume and auth:refresh"
                     ),
                 ))
             }
+        }
+    }
+
+    /// `auth:refresh {token}`: a fresh token of the same user moves the session's end to the
+    /// new token's expiry.
+    async fn refresh(&self, member: &Member, token: &str) -> Value {
+        match self.realtime.verifier.verify(token).await {
+            Ok(identity) if identity.user == member.user => {
+                member.expires_at.set(identity.expires_at);
+                json!({ "ok": true, "expiresAt": identity.expires_at })
+            }
+            Ok(_) => failure("unauthenticated", "the token is for another user"),
+            Err(AuthError::Invalid(reason)) => {
+                tracing::debug!(socket = %self.sid, reason, "auth:refresh refused");
+                failure("unauthenticated", "the token is not valid")
+            }
+            Err(AuthError::Unavailable(_)) => failure(
+                "unavailable",
+                "tokens cannot be checked right now; try again",
+            ),
         }
     }
 
@@ -541,6 +630,11 @@ impl Connection {
                 }
                 ack
             }
+            Err(DomainError::Erased) => {
+                // The erasure's own notice may still be on its way from another instance.
+                member.frames.end(SessionEnd::UserErased);
+                domain_failure(&DomainError::Erased)
+            }
             Err(e) => domain_failure(&e),
         }
     }
@@ -553,6 +647,12 @@ struct SendPayload {
     conversation_id: Option<Uuid>,
     client_message_id: String,
     text: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefreshPayload {
+    token: String,
 }
 
 #[derive(Deserialize)]
@@ -598,6 +698,7 @@ fn domain_failure(error: &DomainError) -> Value {
         DomainError::NotFound => failure("not_found", "no such conversation"),
         DomainError::Validation(fields) => invalid_fields(fields),
         DomainError::Conflict(m) => failure("conflict", m),
+        DomainError::Erased => failure("unauthenticated", "this user was erased"),
         DomainError::Unavailable(m) => failure("unavailable", m),
         DomainError::BadGateway(m) => failure("bad_gateway", m),
         DomainError::Internal(e) => {

@@ -14,25 +14,25 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 
-const KEY_1: &str = include_str!("../fixtures/test-key-1.pem");
+pub(crate) const KEY_1: &str = include_str!("../fixtures/test-key-1.pem");
 const KEY_2: &str = include_str!("../fixtures/test-key-2.pem");
 const PUB_1: &str = include_str!("../fixtures/test-key-1.pub.pem");
 const JWKS_1: &str = include_str!("../fixtures/jwks-1.json");
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
 }
 
-fn claims(sub: &str) -> Value {
+pub(crate) fn claims(sub: &str) -> Value {
     let now = now();
     json!({"sub": sub, "iat": now, "nbf": now - 5, "exp": now + 300,
            "iss": "https://clerk.example.test", "azp": "https://app.example.test", "sid": "sess_1"})
 }
 
-fn sign(private_pem: &str, kid: &str, claims: &Value) -> String {
+pub(crate) fn sign(private_pem: &str, kid: &str, claims: &Value) -> String {
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some(kid.to_owned());
     jsonwebtoken::encode(
@@ -263,9 +263,9 @@ async fn an_unreachable_jwks_is_503_not_401() {
     assert_eq!(body["error"]["code"], "unavailable");
 }
 
-#[tokio::test]
-async fn clerk_tokens_verified_against_a_pem_key_without_network() {
-    let app = spawn_app_with(
+/// The server in clerk mode with the PEM key of `KEY_1`: no network.
+pub(crate) async fn pem_app() -> TestApp {
+    spawn_app_with(
         |c| {
             c.auth.mode = AuthMode::Clerk;
             c.auth.clerk.jwt_key = Some(PUB_1.replace('\n', "\\n"));
@@ -274,7 +274,12 @@ async fn clerk_tokens_verified_against_a_pem_key_without_network() {
         },
         Secrets::default(),
     )
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn clerk_tokens_verified_against_a_pem_key_without_network() {
+    let app = pem_app().await;
     let token = sign(KEY_1, "ins_anything", &claims("user_pem"));
     let (status, body) = status_with(&app, Some(&format!("Bearer {token}"))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -333,4 +338,64 @@ async fn an_unknown_kid_refreshes_the_jwks_for_rotated_keys() {
         StatusCode::OK
     );
     assert_eq!(server.received_requests().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_token_naming_critical_extensions_is_refused() {
+    let app = pem_app().await;
+    // RFC 7515 §4.1.11: `crit` lists extensions the verifier must understand; none are.
+    let header =
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","typ":"JWT","kid":"k","crit":["exp"],"exp":1}"#);
+    let body = URL_SAFE_NO_PAD.encode(claims("user_crit").to_string());
+    let signing_input = format!("{header}.{body}");
+    let key = EncodingKey::from_rsa_pem(KEY_1.as_bytes()).unwrap();
+    let signature =
+        jsonwebtoken::crypto::sign(signing_input.as_bytes(), &key, Algorithm::RS256).unwrap();
+    let token = format!("{signing_input}.{signature}");
+    assert_401(&app, Some(&format!("Bearer {token}"))).await;
+    // The same claims without `crit` are fine: the refusal is the header's.
+    let plain = sign(KEY_1, "k", &claims("user_crit"));
+    assert_eq!(
+        status_with(&app, Some(&format!("Bearer {plain}"))).await.0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_token_issued_before_the_users_erasure_cannot_bring_them_back() {
+    let app = pem_app().await;
+    let mut before = claims("user_erased");
+    before["iat"] = json!(now() - 30);
+    let old = format!("Bearer {}", sign(KEY_1, "k", &before));
+    let created = TestApp::send(
+        app.client
+            .post(app.url("/v1/tasks"))
+            .header("authorization", &old)
+            .json(&json!({"title": "before"})),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let erased = TestApp::send(
+        app.client
+            .delete(app.url("/v1/me"))
+            .header("authorization", &old),
+    )
+    .await;
+    assert_eq!(erased.status, StatusCode::NO_CONTENT);
+
+    // The old token, still unexpired, is refused and re-creates nothing.
+    let (status, body) = status_with(&app, Some(&old)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["error"]["code"], "unauthenticated");
+    assert_eq!(
+        app.count("SELECT count(*) FROM users WHERE id = 'user_erased'"),
+        0
+    );
+    // A token issued after the erasure (a new sign-up with that id) starts afresh.
+    let mut after = claims("user_erased");
+    after["iat"] = json!(now() + 2);
+    let fresh = format!("Bearer {}", sign(KEY_1, "k", &after));
+    let (status, body) = status_with(&app, Some(&fresh)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(app.count("SELECT count(*) FROM tasks"), 0);
 }

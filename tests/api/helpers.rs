@@ -414,6 +414,29 @@ impl TestApp {
 }
 
 impl TestApp {
+    /// A count from the app's database (`SELECT count(*) …`), as a test checks what is stored.
+    pub fn count(&self, sql: &str) -> i64 {
+        use diesel::prelude::*;
+        #[derive(QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            count: i64,
+        }
+        let mut conn = connect(&self.db_url);
+        diesel::sql_query(sql)
+            .get_result::<Row>(&mut conn)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .count
+    }
+
+    /// Runs SQL on the app's database (rows a client could not write today, say).
+    pub fn execute(&self, sql: &str) {
+        let mut conn = connect(&self.db_url);
+        diesel::sql_query(sql)
+            .execute(&mut conn)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
     fn database(&self) -> &TestDatabase {
         self._db
             .as_ref()
@@ -435,4 +458,61 @@ impl TestApp {
         .execute(&mut admin)
         .expect("terminate connections");
     }
+}
+
+/// `pixie serve` as a child process (the real binary) on `db`, with these environment
+/// settings on top of the defaults; returns the child (killed when dropped) and its address.
+/// Its log goes to the test's output.
+pub async fn serve_binary(
+    db: &TestDatabase,
+    env: &[(&str, String)],
+) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let data_dir = temp_dir("pixie-binary");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pixie"))
+        .arg("serve")
+        .env_remove("PIXIE_CONFIG")
+        .env_remove("RUST_LOG")
+        .env("PIXIE__LOG__FORMAT", "text")
+        .env("PIXIE__DATABASE__URL", &db.url)
+        .env("PIXIE__SERVER__DATA_DIR", &data_dir)
+        .env("PIXIE__SERVER__BIND", "127.0.0.1:0")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .current_dir(env!("CARGO_TARGET_TMPDIR"))
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start pixie");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let addr = loop {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("the server logs its address in time")
+            .expect("read the log")
+            .expect("the server exited before listening");
+        eprintln!("{line}");
+        if let Some(at) = line.find("listening on http://") {
+            let rest = &line[at + "listening on http://".len()..];
+            break rest
+                .chars()
+                .take_while(|c| !c.is_whitespace())
+                .collect::<String>();
+        }
+    };
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            eprintln!("{line}");
+        }
+    });
+    (child, addr)
+}
+
+/// The resident memory of a process, in KiB (`VmRSS` of `/proc/<pid>/status`).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/<pid>/status")
 }

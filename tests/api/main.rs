@@ -6,6 +6,7 @@ mod chat;
 mod conversations;
 mod events;
 mod helpers;
+mod hostile;
 mod http;
 mod me;
 mod memories;

@@ -128,9 +128,15 @@ impl Client {
 
     /// Emits an event with an ack id and waits for the ack, keeping events that come first.
     async fn emit(&mut self, name: &str, payload: Value) -> Value {
+        self.emit_raw(&json!([name, payload]).to_string()).await
+    }
+
+    /// Emits an event written as JSON text (`["name",{…}]`) and waits for its ack.
+    async fn emit_raw(&mut self, event: &str) -> Value {
         let id = self.next_ack;
         self.next_ack += 1;
-        self.text(format!("42{id}{}", json!([name, payload]))).await;
+        self.text(format!("42{id}{event}")).await;
+        let name = event.to_owned();
         let prefix = format!("43{id}");
         loop {
             match self.frame().await {
@@ -784,48 +790,17 @@ async fn serve_binary(
     db: &crate::helpers::TestDatabase,
     grace_secs: u64,
 ) -> (tokio::process::Child, String) {
-    use tokio::io::AsyncBufReadExt;
-    let data_dir = crate::helpers::temp_dir("pixie-shutdown");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pixie"))
-        .arg("serve")
-        .env_remove("PIXIE_CONFIG")
-        .env_remove("RUST_LOG")
-        .env("PIXIE__LOG__FORMAT", "text")
-        .env("PIXIE__DATABASE__URL", &db.url)
-        .env("PIXIE__SERVER__DATA_DIR", &data_dir)
-        .env("PIXIE__SERVER__BIND", "127.0.0.1:0")
-        .env("PIXIE__SERVER__SHUTDOWN_GRACE_SECS", grace_secs.to_string())
-        .env("PIXIE__AI__PROVIDER", "openai")
-        .env("PIXIE__AI__BASE_URL", &llm.base_url)
-        .env("PIXIE__AI__MODEL", "mock")
-        .env("PIXIE__AI__RECALL_LIMIT", "0")
-        .current_dir(env!("CARGO_TARGET_TMPDIR"))
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start pixie");
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("the server logs its address in time")
-            .unwrap()
-            .expect("the server exited before listening");
-        eprintln!("{line}");
-        if let Some(at) = line.find("listening on http://") {
-            let rest = &line[at + "listening on http://".len()..];
-            break rest
-                .chars()
-                .take_while(|c| !c.is_whitespace())
-                .collect::<String>();
-        }
-    };
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            eprintln!("{line}");
-        }
-    });
-    (child, addr)
+    crate::helpers::serve_binary(
+        db,
+        &[
+            ("PIXIE__SERVER__SHUTDOWN_GRACE_SECS", grace_secs.to_string()),
+            ("PIXIE__AI__PROVIDER", "openai".into()),
+            ("PIXIE__AI__BASE_URL", llm.base_url.clone()),
+            ("PIXIE__AI__MODEL", "mock".into()),
+            ("PIXIE__AI__RECALL_LIMIT", "0".into()),
+        ],
+    )
+    .await
 }
 
 async fn sign_in_at(addr: &str, user: &str) -> Client {
@@ -961,4 +936,169 @@ async fn resume_and_cancel_work_across_instances() {
     let done = phone.event("chat:done").await;
     assert_eq!(done["message"]["content"], "Hel");
     assert_eq!(sender.event("chat:done").await, done);
+}
+
+// ----- sessions the server ends ------------------------------------------------------------
+
+/// Reads until `session:ended` with this reason, then expects the DISCONNECT and the close.
+async fn ends_with(client: &mut Client, reason: &str) {
+    let ended = client.event("session:ended").await;
+    assert_eq!(ended["reason"], reason, "{ended}");
+    assert!(ended["message"].is_string(), "{ended}");
+    loop {
+        match client.frame().await {
+            Frame::Text(t) if t == "41" => break,
+            Frame::Text(_) => {}
+            Frame::Closed => panic!("closed before the DISCONNECT"),
+        }
+    }
+    client.closed().await;
+}
+
+#[tokio::test]
+async fn erasure_ends_the_users_sockets_and_turns_on_every_instance() {
+    let llm = SlowLlm::start(&["Hel"], &["lo"]).await;
+    let (one, two) = two_instances(Some(&llm)).await;
+    let mut here = Client::connect(&one, "alice").await;
+    let mut there = Client::connect(&two, "alice").await;
+    let mut bob = Client::connect(&two, "bob").await;
+    let ack = here.emit("chat:send", send("e1", "say hello")).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    here.event("chat:delta").await;
+    assert_eq!(one.app_domain.turns().in_flight(), 1);
+
+    assert_eq!(
+        one.delete("/v1/me", "alice").await.status,
+        StatusCode::NO_CONTENT
+    );
+    ends_with(&mut here, "user_erased").await;
+    ends_with(&mut there, "user_erased").await;
+    // The turn in flight was cancelled; nothing of the user came back.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while one.app_domain.turns().in_flight() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the turn was not cancelled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        one.count("SELECT count(*) FROM users WHERE id = 'alice'"),
+        0
+    );
+    assert_eq!(
+        one.count("SELECT count(*) FROM messages WHERE user_id = 'alice'"),
+        0
+    );
+    // Another user's socket is untouched.
+    let ack = bob
+        .emit("chat:send", send("b1", "add a task buy milk"))
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+}
+
+#[tokio::test]
+async fn a_write_racing_the_erasure_is_refused_and_ends_the_session() {
+    let one = spawn_app().await;
+    // Local fan-out on both: the second instance never hears of the erasure, as when the
+    // notice is still on its way.
+    let two = one.spawn_peer(|_| {}).await;
+    let mut there = Client::connect(&two, "alice").await;
+    assert_eq!(
+        one.delete("/v1/me", "alice").await.status,
+        StatusCode::NO_CONTENT
+    );
+
+    let ack = there
+        .emit("chat:send", send("late", "add a task buy milk tomorrow"))
+        .await;
+    assert_eq!(ack["ok"], false, "{ack}");
+    assert_eq!(ack["error"]["code"], "unauthenticated", "{ack}");
+    ends_with(&mut there, "user_erased").await;
+    // A REST write on that instance (which still remembers the user as signed in) too.
+    let task = two
+        .post("/v1/tasks", "alice", json!({"title": "late"}))
+        .await;
+    assert_eq!(task.status, StatusCode::UNAUTHORIZED, "{}", task.body);
+    assert_eq!(
+        one.count("SELECT count(*) FROM users WHERE id = 'alice'"),
+        0
+    );
+    assert_eq!(one.count("SELECT count(*) FROM tasks"), 0);
+    assert_eq!(one.count("SELECT count(*) FROM conversations"), 0);
+}
+
+/// A socket signed in with a Clerk token that is accepted for `left` more seconds (the
+/// token's `exp` is past, within the leeway of 60 s).
+async fn socket_expiring_in(app: &TestApp, user: &str, left: i64) -> Client {
+    let mut short = crate::auth::claims(user);
+    short["exp"] = json!(crate::auth::now() - 60 + left);
+    let token = crate::auth::sign(crate::auth::KEY_1, "k", &short);
+    let (mut socket, _) = Client::open(app).await;
+    let answer = socket.send_connect(json!({ "token": token })).await;
+    assert!(answer.starts_with("40{"), "{answer}");
+    socket
+}
+
+#[tokio::test]
+async fn a_socket_ends_when_its_token_expires() {
+    let app = crate::auth::pem_app().await;
+    let mut socket = socket_expiring_in(&app, "user_short", 2).await;
+    ends_with(&mut socket, "token_expired").await;
+}
+
+#[tokio::test]
+async fn a_fresh_token_on_the_socket_keeps_it_open() {
+    let app = crate::auth::pem_app().await;
+    let mut socket = socket_expiring_in(&app, "user_refresh", 2).await;
+    let key = crate::auth::KEY_1;
+    let other = crate::auth::sign(key, "k", &crate::auth::claims("user_other"));
+    let refused = socket.emit("auth:refresh", json!({ "token": other })).await;
+    assert_eq!(refused["ok"], false, "{refused}");
+    assert_eq!(refused["error"]["code"], "unauthenticated");
+    let garbage = socket
+        .emit("auth:refresh", json!({ "token": "not.a.jwt" }))
+        .await;
+    assert_eq!(garbage["error"]["code"], "unauthenticated", "{garbage}");
+
+    let fresh = crate::auth::sign(key, "k", &crate::auth::claims("user_refresh"));
+    let ack = socket.emit("auth:refresh", json!({ "token": fresh })).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    assert!(ack["expiresAt"].is_string(), "{ack}");
+    // Past the first token's end, the socket serves on.
+    socket.idle(Duration::from_secs(4)).await;
+    let sent = socket.emit("chat:send", send("r1", "help")).await;
+    assert_eq!(sent["ok"], true, "{sent}");
+}
+
+#[tokio::test]
+async fn a_payload_with_a_repeated_key_is_refused_like_a_rest_body() {
+    let app = spawn_app().await;
+    let mut socket = Client::connect(&app, "alice").await;
+    let ack = socket
+        .emit_raw(
+            r#"["chat:send",{"clientMessageId":"d1","text":"add a task a","text":"add a task b"}]"#,
+        )
+        .await;
+    assert_eq!(ack["ok"], false, "{ack}");
+    assert_eq!(ack["error"]["code"], "validation_failed");
+    assert_eq!(ack["error"]["details"]["text"], "is given more than once");
+    // As REST says of a body with a repeated field.
+    let rest = TestApp::send(
+        app.client
+            .post(app.url("/v1/tasks"))
+            .bearer_auth("dev:alice")
+            .header("content-type", "application/json")
+            .body(r#"{"title": "a", "title": "b"}"#),
+    )
+    .await;
+    assert_eq!(rest.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        rest.body["error"]["details"]["title"],
+        "is given more than once"
+    );
+    // Nothing was stored, and the socket still serves.
+    let ok = socket.emit("chat:send", send("d2", "help")).await;
+    assert_eq!(ok["ok"], true, "{ok}");
+    assert_eq!(app.count("SELECT count(*) FROM tasks"), 0);
 }

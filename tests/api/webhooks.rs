@@ -21,12 +21,22 @@ async fn deliver(
     ts: i64,
     sig: Option<String>,
 ) -> crate::helpers::Reply {
+    deliver_as(app, "msg_1", body, ts, sig).await
+}
+
+async fn deliver_as(
+    app: &TestApp,
+    id: &str,
+    body: &Value,
+    ts: i64,
+    sig: Option<String>,
+) -> crate::helpers::Reply {
     let body = body.to_string();
-    let sig = sig.unwrap_or_else(|| signature("msg_1", ts, &body));
+    let sig = sig.unwrap_or_else(|| signature(id, ts, &body));
     TestApp::send(
         app.client
             .post(app.url("/webhooks/clerk"))
-            .header("svix-id", "msg_1")
+            .header("svix-id", id)
             .header("svix-timestamp", ts.to_string())
             .header("svix-signature", sig)
             .header("content-type", "application/json")
@@ -77,8 +87,9 @@ async fn user_deleted_webhook_erases_the_user() {
         1
     );
 
-    let other = deliver(
+    let other = deliver_as(
         &app,
+        "msg_0",
         &json!({"type": "user.created", "data": {"id": "x"}}),
         now,
         None,
@@ -113,4 +124,38 @@ async fn the_webhook_is_404_when_no_secret_is_configured() {
     )
     .await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_replayed_delivery_does_nothing() {
+    let app = spawn_app_with(
+        |_| {},
+        Secrets {
+            clerk_webhook_secret: Some(SECRET.into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let now = chrono::Utc::now().timestamp();
+    let event = json!({"type": "user.deleted", "data": {"id": "user_r"}});
+    app.create_task("user_r", json!({"title": "first life"}))
+        .await;
+    let first = deliver_as(&app, "msg_replayed", &event, now, None).await;
+    assert_eq!(first.status, StatusCode::NO_CONTENT, "{}", first.body);
+    // The user comes back (a dev token after the erasure), then the delivery is replayed.
+    app.create_task("user_r", json!({"title": "second life"}))
+        .await;
+    let replay = deliver_as(&app, "msg_replayed", &event, now, None).await;
+    assert_eq!(replay.status, StatusCode::NO_CONTENT);
+    let tasks = app.get("/v1/tasks", "user_r").await.body;
+    assert_eq!(tasks["items"][0]["title"], "second life", "{tasks}");
+
+    // A timestamp of now − 2^63 (whose plain difference from now overflows) is stale.
+    let wrapped = i64::MIN + now;
+    let stale = deliver_as(&app, "msg_wrapped", &event, wrapped, None).await;
+    assert_eq!(stale.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.get("/v1/tasks", "user_r").await.body["items"],
+        tasks["items"]
+    );
 }
