@@ -333,3 +333,24 @@ test("a socket that reconnects mid-answer resumes it with chat:resume", { timeou
   const after = await ack(b, "chat:resume", { conversationId: sent.conversationId });
   assert.deepEqual(after, { ok: true, inFlight: false }, "chat:resume after the answer");
 });
+
+test("erasing the user ends their sockets with session:ended, then an io server disconnect", { timeout: TEST_MS }, async (t) => {
+  const url = env("PIXIE_URL");
+  const alice = user("alice");
+  const phone = await connect(t, url, alice);
+  const laptop = await connect(t, url, alice);
+  const bob = await connect(t, url, user("bob"));
+
+  const erased = await rest(url, "DELETE", "/v1/me", alice);
+  assert.equal(erased.status, 204, JSON.stringify(erased.body));
+  for (const [name, client] of [["phone", phone], ["laptop", laptop]]) {
+    const ended = await client.waitFor("session:ended");
+    assert.equal(ended.reason, "user_erased", `session:ended on the ${name}: ${JSON.stringify(ended)}`);
+    const deadline = Date.now() + WAIT_MS;
+    while (client.disconnects.length === 0 && Date.now() < deadline) await sleep(20);
+    assert.deepEqual(client.disconnects, ["io server disconnect"], `the ${name}'s disconnect`);
+  }
+  assert.ok(bob.socket.connected, "another user's socket stays");
+  const sent = await ack(bob, "chat:send", { clientMessageId: "after-erasure", text: "help" });
+  assertSent(sent, "bob's chat:send");
+});
