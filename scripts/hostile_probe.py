@@ -82,14 +82,17 @@ class Server:
             "PIXIE__LOG__LEVEL": "warn,pixie=info",
             "CLERK_WEBHOOK_SECRET": SECRET,
         })
-        self.proc = subprocess.Popen([binary, "serve"], env=env, stderr=subprocess.PIPE,
-                                     stdout=subprocess.DEVNULL, text=True)
+        # Started in its data directory: the defaults, not a ./config.toml of the caller's.
+        self.proc = subprocess.Popen([os.path.abspath(binary), "serve"], env=env, cwd=self.data,
+                                     stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
         for line in self.proc.stderr:
             found = re.search(r"listening on http://(\S+)", line)
             if found:
                 host, port = found.group(1).rsplit(":", 1)
                 self.addr = (host, int(port))
                 break
+        else:
+            raise RuntimeError(f"{binary} exited before listening")
         threading.Thread(target=lambda: [None for _ in self.proc.stderr], daemon=True).start()
         for _ in range(100):
             if get(self.addr, "/readyz")[0] == 200:
@@ -134,7 +137,7 @@ def probe_metrics(server):
 
 
 def probe_gzip(server):
-    bomb = gzip.compress(bytes(200_000_000), compresslevel=1)
+    bomb = gzip.compress(bytes(200_000_000), compresslevel=9)
     peak = [server.rss()]
     stop = threading.Event()
 
