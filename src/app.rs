@@ -144,6 +144,7 @@ impl Application {
                 events: store.clone(),
                 memories: store.clone(),
                 conversations: store.clone(),
+                lexical: store.clone(),
                 turn_reads: store.clone(),
                 outbox: store.clone(),
                 assistant: ai.assistant.clone(),
@@ -363,15 +364,21 @@ async fn not_found() -> HttpResponse {
     HttpResponse::NotFound().json(error_body("not_found", "no such route", None))
 }
 
-/// Rebuilds the vector store from PostgreSQL: drops the collection, creates it for the
-/// configured embedder, and indexes every task, event, memory and message. `total` is told
-/// how many documents there are, `progress` how many are done.
+/// Rebuilds the vector store from PostgreSQL for the configured embedder: drops the
+/// collection, creates it anew and indexes every task, event, memory and message, recording
+/// its progress in the store as it goes. A rebuild that was interrupted (with the same
+/// embedder) resumes where it got to instead. `total` is told how many documents there are
+/// and, when resuming, how many an earlier run did; `progress` how many are done.
 pub async fn reindex(
     config: &Config,
     secrets: &Secrets,
-    total: impl FnOnce(u64),
-    progress: impl FnMut(u64),
+    total: impl FnOnce(u64, Option<u64>),
+    mut progress: impl FnMut(u64),
 ) -> anyhow::Result<u64> {
+    use crate::ai::index::{Progress, StoreRecord, VectorIndex};
+    use crate::domain::assistant::DocKind;
+    use crate::domain::ports::Outbox;
+
     let settings = config.database.settings();
     {
         let settings = settings.clone();
@@ -380,22 +387,83 @@ pub async fn reindex(
             .context("database preparation task failed")??;
     }
     let store = PgStore::new(db::pool(&settings)?);
-    let embedder = ai_setup::embedder(&config.embeddings, &secrets.ai)?;
-    let vectors = ai_setup::vector_store(
-        &config.vector,
-        &config.server.data_dir,
-        &secrets.ai,
-        embedder.dimension(),
-        true,
+    let embedder = ai_setup::embedder(&config.embeddings, &config.server.data_dir, &secrets.ai)?;
+    let open = |recreate| {
+        ai_setup::vector_store(
+            &config.vector,
+            &config.server.data_dir,
+            &secrets.ai,
+            embedder.dimension(),
+            recreate,
+        )
+    };
+    // An unfinished rebuild for this embedder resumes; anything else starts from scratch.
+    let resume = match open(false).await {
+        Ok(vectors) => {
+            let index = VectorIndex::new(embedder.clone(), vectors.clone());
+            match index.record().await? {
+                Some(StoreRecord {
+                    embedder: by,
+                    rebuilding: Some(at),
+                }) if by == embedder.id() => Some((vectors, at)),
+                _ => None,
+            }
+        }
+        Err(_) => None,
+    };
+    let (vectors, from) = match resume {
+        Some((vectors, at)) => (vectors, Some(at)),
+        None => (open(true).await?, None),
+    };
+    let index = VectorIndex::new(embedder.clone(), vectors);
+    let record = |at: Progress| StoreRecord {
+        embedder: embedder.id(),
+        rebuilding: Some(at),
+    };
+    let first = from.unwrap_or(Progress {
+        kind: DocKind::ALL[0],
+        after: None,
+    });
+    index.set_record(&record(first)).await?;
+    index.trust_store();
+
+    let mut count = 0u64;
+    let mut before = 0u64;
+    for kind in DocKind::ALL {
+        let n = u64::try_from(Outbox::count(&store, kind).await?).unwrap_or(0);
+        count += n;
+        if DocKind::ALL.iter().position(|k| *k == kind)
+            < DocKind::ALL.iter().position(|k| *k == first.kind)
+        {
+            before += n;
+        }
+    }
+    if let Some(at) = from {
+        tracing::info!(kind = at.kind.as_str(), after = ?at.after, "resuming an interrupted reindex");
+    }
+    total(count, from.map(|_| before));
+    let done = Indexer::reindex_all(
+        &store,
+        &index,
+        256,
+        from.map(|at| (at.kind, at.after)),
+        async |kind, last, done| {
+            progress(before + done);
+            index
+                .set_record(&record(Progress {
+                    kind,
+                    after: Some(last),
+                }))
+                .await
+                .map_err(|e| crate::domain::DomainError::Unavailable(e.to_string()))
+        },
     )
     .await?;
-    let index = crate::ai::index::VectorIndex::new(embedder, vectors);
-    let mut count = 0u64;
-    for kind in crate::domain::assistant::DocKind::ALL {
-        count +=
-            u64::try_from(crate::domain::ports::Outbox::count(&store, kind).await?).unwrap_or(0);
-    }
-    total(count);
-    let done = Indexer::reindex_all(&store, &index, 256, progress).await?;
-    Ok(done)
+    index
+        .set_record(&StoreRecord {
+            embedder: embedder.id(),
+            rebuilding: None,
+        })
+        .await?;
+    Ok(before + done)
 }

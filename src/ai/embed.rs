@@ -10,8 +10,8 @@
 //! What it can match: texts that share words or word fragments ("dentist appointment" ↔
 //! "appointment at the dentist", "sister's birthday" ↔ "birthday of my sister"). What it cannot:
 //! synonyms and paraphrases without shared fragments ("car" ↔ "automobile", "doctor" ↔
-//! "physician"), or other languages. For those, configure an embedding model
-//! (`embeddings.provider = "openai"`, any OpenAI-compatible `/v1/embeddings`).
+//! "physician"), or other languages. For those there is all-MiniLM-L6-v2 in process
+//! ([`super::minilm`], after `pixie models fetch`), or any OpenAI-compatible `/v1/embeddings`.
 
 use async_trait::async_trait;
 
@@ -27,6 +27,9 @@ pub enum EmbedError {
 pub trait Embedder: Send + Sync {
     /// Length of every vector this embedder returns.
     fn dimension(&self) -> usize;
+    /// What makes its vectors comparable with one another (the model and its weights, or the
+    /// algorithm): recorded with the vector store, which refuses another embedder's queries.
+    fn id(&self) -> String;
     /// One vector per text, in order.
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError>;
 }
@@ -122,6 +125,10 @@ fn fnv1a(prefix: &[u8], bytes: &[u8]) -> u64 {
 impl Embedder for LocalEmbedder {
     fn dimension(&self) -> usize {
         self.dimension
+    }
+
+    fn id(&self) -> String {
+        format!("hashed-v1:{}", self.dimension)
     }
 
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {

@@ -8,8 +8,9 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::embed::{DEFAULT_LOCAL_DIMENSION, Embedder, LocalEmbedder};
-use super::index::VectorIndex;
+use super::index::{StoreMismatch, VectorIndex};
 use super::llm::LlmProvider;
+use super::minilm::{self, MiniLmEmbedder};
 use super::offline::OfflineProvider;
 use super::orchestrator::{Orchestrator, OrchestratorSettings};
 use super::providers::{
@@ -88,12 +89,43 @@ pub fn provider(config: &AiConfig, secrets: &AiSecrets) -> anyhow::Result<Arc<dy
 
 pub fn embedder(
     config: &EmbeddingsConfig,
+    data_dir: &Path,
     secrets: &AiSecrets,
 ) -> anyhow::Result<Arc<dyn Embedder>> {
-    Ok(match config.provider {
-        EmbeddingsProvider::Local => Arc::new(LocalEmbedder::new(
+    let hashed = || -> Arc<dyn Embedder> {
+        Arc::new(LocalEmbedder::new(
             config.dimension.unwrap_or(DEFAULT_LOCAL_DIMENSION),
-        )),
+        ))
+    };
+    Ok(match config.provider {
+        EmbeddingsProvider::Hashed => hashed(),
+        EmbeddingsProvider::Minilm => {
+            let dir = config.model_dir(data_dir);
+            Arc::new(
+                MiniLmEmbedder::load(&dir).with_context(|| {
+                    format!("embeddings.provider = \"minilm\" ({})", dir.display())
+                })?,
+            )
+        }
+        EmbeddingsProvider::Auto => {
+            let dir = config.model_dir(data_dir);
+            match minilm::verify(&dir) {
+                Ok(()) => Arc::new(MiniLmEmbedder::load(&dir).with_context(|| {
+                    format!(
+                        "embeddings.provider = \"auto\": loading MiniLM from {}",
+                        dir.display()
+                    )
+                })?),
+                Err(why) => {
+                    tracing::warn!(
+                        "embeddings.provider = \"auto\": {why}; using the hashed embedder, which \
+                         matches words, not meaning. For semantic memory: `pixie models fetch`, \
+                         then `pixie reindex` and a restart"
+                    );
+                    hashed()
+                }
+            }
+        }
         EmbeddingsProvider::Openai => {
             let defaults = OpenAiEmbedderSettings::default();
             let base_url = config.base_url.clone().unwrap_or(defaults.base_url.clone());
@@ -174,7 +206,7 @@ pub async fn build(
     store_override: Option<Arc<dyn VectorStore>>,
 ) -> anyhow::Result<Ai> {
     let provider = provider(ai, secrets)?;
-    let embedder = embedder(embeddings, secrets)?;
+    let embedder = embedder(embeddings, data_dir, secrets)?;
     let store = match store_override {
         Some(store) => {
             store.ensure_collection(embedder.dimension(), false).await?;
@@ -193,6 +225,14 @@ pub async fn build(
         },
     ));
     let index = Arc::new(VectorIndex::new(embedder, store.clone()));
+    match index.check_store().await {
+        Ok(()) => {}
+        // Checked when the store answers: until then, search leans on words alone.
+        Err(StoreMismatch::Store(e)) => {
+            tracing::warn!(error = %e, "the vector store is down: its embedder will be checked when it is back");
+        }
+        Err(e) => return Err(e.into()),
+    }
     Ok(Ai {
         assistant,
         index,

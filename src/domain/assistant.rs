@@ -127,6 +127,8 @@ pub struct RecalledText {
     pub kind: DocKind,
     pub id: Uuid,
     pub text: String,
+    /// When it was written (a memory: when the user said it).
+    pub created_at: Option<DateTime<Utc>>,
 }
 
 /// The outcome of one tool call, as the model will see it.
@@ -226,12 +228,15 @@ impl Document {
         Self::joined(user, DocKind::Memory, memory.id, &[Some(&memory.content)])
     }
 
+    /// A message is found by what the user wrote; the assistant's replies are not facts about
+    /// the user and are not indexed (an empty text: the indexer drops any vector of it).
     pub fn of_message(user: &UserId, message: &Message) -> Self {
+        let text = (message.role == super::conversation::Role::User).then_some(&message.content);
         Self::joined(
             user,
             DocKind::Message,
             message.id,
-            &[Some(&message.content)],
+            &[text.map(String::as_str)],
         )
     }
 }

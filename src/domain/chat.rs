@@ -9,15 +9,14 @@ use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::assistant::{
-    DocKind, RecalledText, TurnContext, TurnObserver, TurnOutput, TurnProgress,
-};
+use super::assistant::{RecalledText, TurnContext, TurnObserver, TurnOutput, TurnProgress};
 use super::bus::Change;
 use super::conversation::{Conversation, Message, NewMessage, Role, ToolCall};
 use super::error::{DomainError, DomainResult};
 use super::event::EventRange;
 use super::page::{Page, PageRequest};
 use super::ports::{RangeQuery, TurnReads, TurnRows};
+use super::recall::RecallQuery;
 use super::service::{Domain, MAX_SERIES_PER_LISTING, expand_range};
 use super::task::{Task, TaskFilter, TaskQuery, TaskStatus};
 use super::tools::DomainTools;
@@ -460,6 +459,7 @@ impl Domain {
             domain: self.clone(),
             user: user.clone(),
             tz: self.settings.timezone,
+            message: Some(user_message.id),
         };
         let progress = Progress {
             listener,
@@ -596,7 +596,7 @@ impl Domain {
             },
         };
         let rows = self.ports.turn_reads.turn_reads(user, &reads);
-        let recalled = self.recall_texts(user, &user_message.content);
+        let recalled = self.recall_texts(user, user_message);
         let (rows, memories) = tokio::join!(rows, recalled);
         let TurnRows {
             history,
@@ -620,28 +620,25 @@ impl Domain {
         })
     }
 
-    async fn recall_texts(&self, user: &UserId, text: &str) -> Vec<RecalledText> {
+    /// What the user's data says about their message (the message itself left out).
+    async fn recall_texts(&self, user: &UserId, message: &Message) -> Vec<RecalledText> {
         if self.settings.recall_limit == 0 {
             return Vec::new();
         }
-        let kinds = [
-            DocKind::Memory,
-            DocKind::Message,
-            DocKind::Task,
-            DocKind::Event,
-        ];
-        match self
-            .ports
-            .index
-            .recall(user, text, &kinds, self.settings.recall_limit)
-            .await
-        {
+        let query = RecallQuery {
+            text: &message.content,
+            kinds: &[],
+            limit: self.settings.recall_limit,
+            exclude: Some(message.id),
+        };
+        match self.recall(user, query).await {
             Ok(hits) => hits
                 .into_iter()
                 .map(|h| RecalledText {
                     kind: h.kind,
                     id: h.id,
                     text: h.snippet,
+                    created_at: Some(h.created_at),
                 })
                 .collect(),
             Err(e) => {

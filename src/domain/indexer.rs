@@ -167,21 +167,33 @@ impl Indexer {
         Ok(())
     }
 
-    /// Rebuilds the index from every stored document, calling `progress` with the number of
-    /// documents done so far.
+    /// Rebuilds the index from every stored document, kind by kind in id order, starting
+    /// after `from` (where an interrupted rebuild got to; the start when `None`). After each
+    /// batch, `checkpoint` is told the kind and last id done and how many documents this run
+    /// did, so that an interrupted rebuild can resume there.
     pub async fn reindex_all(
         outbox: &dyn Outbox,
         index: &dyn SemanticIndex,
         batch: i64,
-        mut progress: impl FnMut(u64),
+        from: Option<(DocKind, Option<Uuid>)>,
+        mut checkpoint: impl AsyncFnMut(DocKind, Uuid, u64) -> DomainResult<()>,
     ) -> DomainResult<u64> {
         let mut done = 0u64;
-        for kind in DocKind::ALL {
-            let mut after = None;
+        let start = from.map_or(0, |(kind, _)| {
+            DocKind::ALL.iter().position(|k| *k == kind).unwrap_or(0)
+        });
+        for (i, kind) in DocKind::ALL.into_iter().enumerate().skip(start) {
+            let mut after = if i == start {
+                from.and_then(|(_, id)| id)
+            } else {
+                None
+            };
             loop {
                 let documents = outbox.scan(kind, after, batch).await?;
-                let Some(last) = documents.last() else { break };
-                after = Some(last.id);
+                let Some(last) = documents.last().map(|d| d.id) else {
+                    break;
+                };
+                after = Some(last);
                 let count = documents.len() as u64;
                 let present: Vec<Document> = documents
                     .into_iter()
@@ -189,7 +201,7 @@ impl Indexer {
                     .collect();
                 index.index(&present).await.map_err(DomainError::from)?;
                 done += count;
-                progress(done);
+                checkpoint(kind, last, done).await?;
             }
         }
         Ok(done)

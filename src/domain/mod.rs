@@ -11,6 +11,7 @@ pub mod indexer;
 pub mod memory;
 pub mod page;
 pub mod ports;
+pub mod recall;
 pub mod service;
 pub mod task;
 pub mod tools;

@@ -36,6 +36,35 @@ pub trait UserRepository: Send + Sync {
     async fn release_delivery(&self, source: &str, id: &str) -> DomainResult<()>;
 }
 
+/// A document found by its words, or read back by id: the text the index holds for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Found {
+    pub kind: DocKind,
+    pub id: Uuid,
+    pub text: String,
+    pub created_at: DateTime<Utc>,
+    /// Full-text rank (higher is better); 0 for a document read back by id.
+    pub rank: f32,
+}
+
+/// The lexical leg of recall: full-text search over the user's committed documents (so a
+/// write is found at once), and reading documents back by id.
+#[async_trait]
+pub trait LexicalIndex: Send + Sync {
+    /// The user's documents of these kinds (all when empty) that share words with `query`,
+    /// best first.
+    async fn search(
+        &self,
+        user: &UserId,
+        query: &str,
+        kinds: &[DocKind],
+        limit: usize,
+    ) -> DomainResult<Vec<Found>>;
+    /// These documents of the user as stored now; ids that are gone (or another user's) are
+    /// left out.
+    async fn fetch(&self, user: &UserId, ids: &[(DocKind, Uuid)]) -> DomainResult<Vec<Found>>;
+}
+
 #[async_trait]
 pub trait TaskRepository: Send + Sync {
     async fn insert(&self, user: &UserId, task: &Task) -> DomainResult<()>;

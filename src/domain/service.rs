@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use super::assistant::{Assistant, DocKind, Recalled, SemanticIndex};
+use super::assistant::{Assistant, DocKind, SemanticIndex};
 use super::bus::{Change, DomainEvent, EventBus};
 use super::conversation::{
     Conversation, ConversationQuery, Message, MessageQuery, NewConversation, NewMessage,
@@ -18,9 +18,10 @@ use super::event::{Budget, Event, EventPatch, EventQuery, NewEvent, TooCostly};
 use super::memory::{Memory, MemoryQuery, NewMemory};
 use super::page::Page;
 use super::ports::{
-    Clock, ConversationRepository, EventRepository, MemoryRepository, Outbox, RangeQuery,
-    RangeRows, TaskRepository, TurnReader, UserRepository,
+    Clock, ConversationRepository, EventRepository, LexicalIndex, MemoryRepository, Outbox,
+    RangeQuery, RangeRows, TaskRepository, TurnReader, UserRepository,
 };
+use super::recall::{RecallQuery, SearchHit};
 use super::task::{NewTask, PROJECT_MAX, Task, TaskPatch, TaskQuery};
 use super::turns::Turns;
 use super::user::User;
@@ -81,6 +82,7 @@ pub struct Ports {
     pub events: Arc<dyn EventRepository>,
     pub memories: Arc<dyn MemoryRepository>,
     pub conversations: Arc<dyn ConversationRepository>,
+    pub lexical: Arc<dyn LexicalIndex>,
     pub turn_reads: Arc<dyn TurnReader>,
     pub outbox: Arc<dyn Outbox>,
     pub assistant: Arc<dyn Assistant>,
@@ -479,14 +481,16 @@ impl Domain {
 }
 
 impl Domain {
-    /// Semantic search over the user's own tasks, events, memories and messages.
+    /// Search over the user's own tasks, events, memories and messages, by meaning and by
+    /// words (see `recall`). `exclude` is never returned (the message being answered).
     pub async fn search(
         &self,
         user: &UserId,
         query: &str,
         kinds: &[DocKind],
         limit: usize,
-    ) -> DomainResult<Vec<Recalled>> {
+        exclude: Option<Uuid>,
+    ) -> DomainResult<Vec<SearchHit>> {
         let query = query.trim();
         if query.is_empty() {
             return Err(DomainError::invalid("q", "must not be empty"));
@@ -503,7 +507,16 @@ impl Domain {
                 format!("must be 1 to {SEARCH_LIMIT_MAX}"),
             ));
         }
-        Ok(self.ports.index.recall(user, query, kinds, limit).await?)
+        self.recall(
+            user,
+            RecallQuery {
+                text: query,
+                kinds,
+                limit,
+                exclude,
+            },
+        )
+        .await
     }
 }
 

@@ -34,6 +34,8 @@ pub struct DomainTools {
     pub(crate) domain: Domain,
     pub(crate) user: UserId,
     pub(crate) tz: Tz,
+    /// The user message being answered: a search does not answer it with itself.
+    pub(crate) message: Option<uuid::Uuid>,
 }
 
 #[async_trait]
@@ -449,11 +451,16 @@ impl DomainTools {
         let kinds = a.kinds.unwrap_or_default();
         let hits = self
             .domain
-            .search(&self.user, &a.query, &kinds, limit as usize)
+            .search(&self.user, &a.query, &kinds, limit as usize, self.message)
             .await?;
         let results: Vec<Value> = hits
             .into_iter()
-            .map(|h| json!({ "kind": h.kind, "id": h.id, "score": h.score, "text": h.snippet }))
+            .map(|h| {
+                json!({
+                    "kind": h.kind, "id": h.id, "score": h.score, "text": h.snippet,
+                    "created_at": h.created_at,
+                })
+            })
             .collect();
         Ok(json!({ "count": results.len(), "results": results }))
     }

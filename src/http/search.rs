@@ -1,4 +1,5 @@
-//! `GET /v1/search`: semantic search over the user's own tasks, events, memories and messages.
+//! `GET /v1/search`: search by meaning and by words over the user's own tasks, events,
+//! memories and messages.
 
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
@@ -54,6 +55,9 @@ async fn search(
         q.q.ok_or_else(|| DomainError::invalid("q", "is required"))?;
     let kinds = kinds(q.kinds.as_deref())?;
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT) as usize;
-    let items = state.domain.search(&user.0, &text, &kinds, limit).await?;
+    let items = state
+        .domain
+        .search(&user.0, &text, &kinds, limit, None)
+        .await?;
     Ok(HttpResponse::Ok().json(json!({ "items": items })))
 }

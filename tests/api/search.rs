@@ -173,6 +173,10 @@ impl VectorStore for Flaky {
     async fn count(&self, user_id: &str) -> Result<u64, VectorError> {
         self.inner.count(user_id).await
     }
+    async fn count_all(&self) -> Result<u64, VectorError> {
+        self.check()?;
+        self.inner.count_all().await
+    }
     async fn is_healthy(&self) -> bool {
         self.check().is_ok()
     }
@@ -219,14 +223,12 @@ async fn the_outbox_catches_up_after_the_vector_store_was_down() {
     let ready = app.get("/readyz", "x").await;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(ready.body["vector_store"], "down");
+    // Search leans on words alone meanwhile, and finds what was just written.
     let search = app.get("/v1/search?q=orchids", "pia").await;
-    assert_eq!(
-        search.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        search.body
-    );
-    assert_eq!(search.error_code(), "unavailable");
+    assert_eq!(search.status, StatusCode::OK, "{}", search.body);
+    let found = search.body["items"].as_array().unwrap();
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(found.iter().any(|i| i["id"] == task["id"]), "{found:?}");
     // Chat still works without recall.
     let turn = app
         .post(
@@ -245,9 +247,9 @@ async fn the_outbox_catches_up_after_the_vector_store_was_down() {
     assert_eq!(items.len(), 2, "only the orchid documents match: {items:?}");
     assert!(items.iter().any(|i| i["id"] == task["id"]), "{items:?}");
     wait_until("the outbox drains", async || app.outbox().is_empty()).await;
-    // Two user messages, one assistant message, three tasks/memories... all indexed.
+    // The user's message, the task the turn made, the first task and the memory.
     let indexed = store.count("pia").await.unwrap();
-    assert!(indexed >= 5, "indexed {indexed}");
+    assert!(indexed >= 4, "indexed {indexed}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -270,7 +272,7 @@ async fn erasing_a_user_removes_their_vectors_only() {
     app.create_task("rosa", json!({"title": "Public plan"}))
         .await;
     wait_until("quinn is indexed", async || {
-        store.count("quinn").await.unwrap() >= 3
+        store.count("quinn").await.unwrap() >= 2
     })
     .await;
     wait_until("rosa is indexed", async || {
@@ -298,8 +300,9 @@ async fn erasing_a_user_removes_their_vectors_only() {
             json!({"text": "remember that tulips bloom in april"}),
         )
         .await;
+    // The task, the memory the turn made, and the user's message (not the reply).
     wait_until("rosa's chat is indexed", async || {
-        store.count("rosa").await.unwrap() == 4
+        store.count("rosa").await.unwrap() == 3
     })
     .await;
     let cid = turn.body["conversationId"].as_str().unwrap();

@@ -56,6 +56,7 @@ conformance!(
     delete_removes_only_that_users_points,
     delete_user_removes_only_that_user,
     count_is_per_user,
+    the_embedder_record_is_no_users_point,
     ensure_collection_is_idempotent_and_checks_the_dimension,
     data_survives_reopening,
     wrong_vectors_are_invalid,
@@ -416,6 +417,29 @@ async fn count_is_per_user(backend: &Backend) {
     upsert(&*store, &[point(BOB, DocKind::Event, axis(0), "b")]).await;
     assert_eq!(count(&*store, ALICE).await, 7);
     assert_eq!(count(&*store, BOB).await, 1);
+    assert_eq!(store.count_all().await.expect("count_all"), 8);
+}
+
+/// The store's record of its embedder is a point of the empty user id: only a search for that
+/// id finds it, and no user's count or search sees it.
+async fn the_embedder_record_is_no_users_point(backend: &Backend) {
+    let store: std::sync::Arc<dyn VectorStore> = backend.ready().await.into();
+    upsert(&*store, &[point(ALICE, DocKind::Memory, axis(0), "a")]).await;
+    let embedder = std::sync::Arc::new(pixie::ai::embed::LocalEmbedder::new(DIM));
+    let index = pixie::ai::index::VectorIndex::new(embedder, store.clone());
+    assert!(index.record().await.unwrap().is_none());
+    // Points without a record: whose are they?
+    let refused = index.check_store().await.unwrap_err().to_string();
+    assert!(refused.contains("pixie reindex"), "{refused}");
+    let record = pixie::ai::index::StoreRecord {
+        embedder: format!("hashed-v1:{DIM}"),
+        rebuilding: None,
+    };
+    index.set_record(&record).await.unwrap();
+    assert_eq!(index.record().await.unwrap(), Some(record));
+    assert_eq!(count(&*store, ALICE).await, 1);
+    assert_eq!(ids(&search(&*store, ALICE, axis(0), &[]).await).len(), 1);
+    assert_eq!(store.count_all().await.unwrap(), 2);
 }
 
 async fn ensure_collection_is_idempotent_and_checks_the_dimension(backend: &Backend) {

@@ -124,6 +124,10 @@ impl Embedder for OpenAiEmbedder {
         self.dimension
     }
 
+    fn id(&self) -> String {
+        format!("openai:{}:{}", self.model, self.dimension)
+    }
+
     #[tracing::instrument(name = "embeddings", skip_all, fields(model = %self.model, texts = texts.len()))]
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let mut vectors = Vec::with_capacity(texts.len());

@@ -374,6 +374,15 @@ impl VectorStore for EdgeStore {
         .await
     }
 
+    async fn count_all(&self) -> Result<u64, VectorError> {
+        let shard = self.shard().await?;
+        let request = CountRequest {
+            filter: None,
+            exact: true,
+        };
+        blocking(move || Ok(shard.edge.count(request).map_err(edge_error)? as u64)).await
+    }
+
     async fn is_healthy(&self) -> bool {
         self.state.read().await.is_some()
     }

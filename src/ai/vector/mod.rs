@@ -74,6 +74,8 @@ pub trait VectorStore: Send + Sync {
     ) -> Result<Vec<VectorHit>, VectorError>;
     /// Number of points of the user (for tests and `pixie reindex` reports).
     async fn count(&self, user_id: &str) -> Result<u64, VectorError>;
+    /// Number of points in the collection, of every user.
+    async fn count_all(&self) -> Result<u64, VectorError>;
     /// For `/readyz`.
     async fn is_healthy(&self) -> bool;
 }

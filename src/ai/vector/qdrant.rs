@@ -288,6 +288,12 @@ impl VectorStore for QdrantStore {
         Ok(response.result.map_or(0, |result| result.count))
     }
 
+    async fn count_all(&self) -> Result<u64, VectorError> {
+        let request = CountPointsBuilder::new(&self.collection).exact(true);
+        let response = self.client.count(request).await.map_err(qdrant_error)?;
+        Ok(response.result.map_or(0, |result| result.count))
+    }
+
     async fn is_healthy(&self) -> bool {
         self.client.health_check().await.is_ok()
     }

@@ -1,0 +1,54 @@
+-- The lexical leg of recall: PostgreSQL full text over the documents the vector index holds.
+-- It reads committed rows, so what was just written is found at once, whatever the indexer's
+-- backlog. (user_id, search) indexes need btree_gin, a trusted extension (PostgreSQL 13+).
+CREATE EXTENSION IF NOT EXISTS btree_gin;
+
+ALTER TABLE memories ADD COLUMN search tsvector
+    GENERATED ALWAYS AS (to_tsvector('english'::regconfig, content)) STORED;
+ALTER TABLE tasks ADD COLUMN search tsvector
+    GENERATED ALWAYS AS (
+        setweight(to_tsvector('english'::regconfig, title), 'A')
+        || setweight(to_tsvector('english'::regconfig,
+               coalesce(description, '') || ' ' || coalesce(project, '')), 'B')
+    ) STORED;
+ALTER TABLE events ADD COLUMN search tsvector
+    GENERATED ALWAYS AS (
+        setweight(to_tsvector('english'::regconfig, title), 'A')
+        || setweight(to_tsvector('english'::regconfig,
+               coalesce(description, '') || ' ' || coalesce(location, '')), 'B')
+    ) STORED;
+-- The assistant's replies are not facts about the user: only the user's own messages.
+ALTER TABLE messages ADD COLUMN search tsvector
+    GENERATED ALWAYS AS (
+        CASE WHEN role = 'user' THEN to_tsvector('english'::regconfig, content) END
+    ) STORED;
+
+CREATE INDEX memories_search_idx ON memories USING gin (user_id, search);
+CREATE INDEX tasks_search_idx ON tasks USING gin (user_id, search);
+CREATE INDEX events_search_idx ON events USING gin (user_id, search);
+CREATE INDEX messages_search_idx ON messages USING gin (user_id, search)
+    WHERE search IS NOT NULL;
+
+-- Nor are the assistant's replies indexed by meaning: no outbox work for them.
+CREATE OR REPLACE FUNCTION vector_outbox_enqueue() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    -- Erasing a user queues one row for all their vectors instead of one per entity.
+    IF current_setting('pixie.erasing_user', true) = 'on' THEN
+        RETURN NULL;
+    END IF;
+    -- Nested: an AND may evaluate both sides, and only messages have a role.
+    IF TG_ARGV[0] = 'message' THEN
+        IF (CASE WHEN TG_OP = 'DELETE' THEN OLD.role ELSE NEW.role END) = 'assistant' THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+    IF TG_OP = 'DELETE' THEN
+        INSERT INTO vector_outbox (user_id, entity_kind, entity_id, op)
+        VALUES (OLD.user_id, TG_ARGV[0], OLD.id, 'delete');
+    ELSE
+        INSERT INTO vector_outbox (user_id, entity_kind, entity_id, op)
+        VALUES (NEW.user_id, TG_ARGV[0], NEW.id, 'upsert');
+    END IF;
+    RETURN NULL;
+END
+$$;

@@ -1,0 +1,151 @@
+//! The lexical leg of recall over PostgreSQL full text: each searchable table has a generated
+//! `search` tsvector (English stemming) with a GIN index on `(user_id, search)`, so a search
+//! reads only the signed-in user's postings and sees every committed row.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Float4, Text, Timestamptz, Uuid as SqlUuid};
+use uuid::Uuid;
+
+use super::PgStore;
+use crate::domain::assistant::DocKind;
+use crate::domain::ports::{Found, LexicalIndex};
+use crate::domain::{DomainResult, UserId};
+
+/// What each kind's text is, as the vector index embeds it (`Document::of_*`), and where.
+fn source(kind: DocKind) -> (&'static str, &'static str) {
+    match kind {
+        DocKind::Memory => ("memories", "content"),
+        DocKind::Task => (
+            "tasks",
+            "concat_ws(E'\\n', title, nullif(btrim(description), ''), nullif(btrim(project), ''))",
+        ),
+        DocKind::Event => (
+            "events",
+            "concat_ws(E'\\n', title, nullif(btrim(description), ''), nullif(btrim(location), ''))",
+        ),
+        DocKind::Message => ("messages", "content"),
+    }
+}
+
+#[derive(QueryableByName)]
+struct Row {
+    #[diesel(sql_type = Text)]
+    kind: String,
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = Text)]
+    text: String,
+    #[diesel(sql_type = Timestamptz)]
+    created_at: DateTime<Utc>,
+    #[diesel(sql_type = Float4)]
+    rank: f32,
+}
+
+impl Row {
+    fn found(self) -> Option<Found> {
+        Some(Found {
+            kind: DocKind::parse(&self.kind)?,
+            id: self.id,
+            text: self.text,
+            created_at: self.created_at,
+            rank: self.rank,
+        })
+    }
+}
+
+fn kinds_or_all(kinds: &[DocKind]) -> Vec<DocKind> {
+    if kinds.is_empty() {
+        DocKind::ALL.to_vec()
+    } else {
+        let mut kinds = kinds.to_vec();
+        kinds.dedup();
+        kinds
+    }
+}
+
+#[async_trait]
+impl LexicalIndex for PgStore {
+    async fn search(
+        &self,
+        user: &UserId,
+        query: &str,
+        kinds: &[DocKind],
+        limit: usize,
+    ) -> DomainResult<Vec<Found>> {
+        let user = user.as_str().to_owned();
+        let query = query.to_owned();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let branches: Vec<String> = kinds_or_all(kinds)
+            .into_iter()
+            .map(|kind| {
+                let (table, text) = source(kind);
+                // Any of the query's words may match (plainto_tsquery would want them all);
+                // documents that match more of them, and more densely, rank higher.
+                format!(
+                    "(SELECT '{kind}' AS kind, id, {text} AS text, created_at,
+                             ts_rank_cd(search, q.query, 1) AS rank
+                        FROM {table}, q
+                       WHERE user_id = $1 AND search @@ q.query
+                       ORDER BY rank DESC, id
+                       LIMIT $3)",
+                    kind = kind.as_str()
+                )
+            })
+            .collect();
+        let sql = format!(
+            "WITH q AS (SELECT replace(plainto_tsquery('english', $2)::text, ' & ', ' | ')::tsquery
+                               AS query)
+             {}
+             ORDER BY rank DESC, id
+             LIMIT $3",
+            branches.join(" UNION ALL ")
+        );
+        self.run(move |conn| {
+            let rows: Vec<Row> = diesel::sql_query(sql)
+                .bind::<Text, _>(&user)
+                .bind::<Text, _>(&query)
+                .bind::<BigInt, _>(limit)
+                .load(conn)?;
+            Ok(rows.into_iter().filter_map(Row::found).collect())
+        })
+        .await
+    }
+
+    async fn fetch(&self, user: &UserId, ids: &[(DocKind, Uuid)]) -> DomainResult<Vec<Found>> {
+        let user = user.as_str().to_owned();
+        let mut by_kind: Vec<(DocKind, Vec<Uuid>)> = Vec::new();
+        for (kind, id) in ids {
+            match by_kind.iter_mut().find(|(k, _)| k == kind) {
+                Some((_, list)) => list.push(*id),
+                None => by_kind.push((*kind, vec![*id])),
+            }
+        }
+        self.run(move |conn| {
+            let mut out = Vec::new();
+            for (kind, ids) in by_kind {
+                let (table, text) = source(kind);
+                // The assistant's replies are not facts: a vector left from before they were
+                // kept out of the index finds nothing here.
+                let role = if kind == DocKind::Message {
+                    " AND role = 'user'"
+                } else {
+                    ""
+                };
+                let sql = format!(
+                    "SELECT '{kind}' AS kind, id, {text} AS text, created_at, 0::real AS rank
+                       FROM {table} WHERE user_id = $1 AND id = ANY($2){role}",
+                    kind = kind.as_str()
+                );
+                let rows: Vec<Row> = diesel::sql_query(sql)
+                    .bind::<Text, _>(&user)
+                    .bind::<Array<SqlUuid>, _>(&ids)
+                    .load(conn)?;
+                out.extend(rows.into_iter().filter_map(Row::found));
+            }
+            Ok(out)
+        })
+        .await
+    }
+}

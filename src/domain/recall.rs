@@ -1,0 +1,274 @@
+//! Recall: what the user's own data says about a question.
+//!
+//! Two legs, each filtered to the signed-in user: meaning (the semantic index, which trails
+//! the writes by the indexer's backlog) and words (full text over committed rows, so a write
+//! is found the moment it is acknowledged). They are fused by reciprocal rank, so neither
+//! leg's scores need to be comparable with the other's. Then the ranking serves a person:
+//! - at equal relevance, explicit memories, tasks and events come before chat messages, and
+//!   a message that asks something (a question states no fact) comes after both;
+//! - the turn's own message, messages that only repeat the question, and near-duplicates of a
+//!   better hit are left out;
+//! - the assistant's own replies are not in either leg at all (they are not indexed).
+//!
+//! When the semantic index cannot answer, recall goes on with words alone.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::assistant::DocKind;
+use super::error::DomainResult;
+use super::ports::Found;
+use super::service::Domain;
+use super::values::UserId;
+
+/// The `k` of reciprocal rank fusion: a hit at rank `r` (from 1) of a leg adds `1 / (k + r)`.
+/// 60 is the usual choice; it keeps one leg's top hit from drowning the other leg.
+const RRF_K: f32 = 60.0;
+/// A chat message weighs this much against a memory, task or event of the same ranks.
+const MESSAGE_WEIGHT: f32 = 0.8;
+/// And a message that asks something this much more.
+const QUESTION_WEIGHT: f32 = 0.5;
+/// Characters of a hit's text shown with it.
+const SNIPPET_CHARS: usize = 280;
+
+/// One hit of recall: `score` orders the hits of one answer and means nothing across answers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchHit {
+    pub kind: DocKind,
+    pub id: Uuid,
+    pub score: f32,
+    pub snippet: String,
+    /// When the document was first written (a memory: when the user said it).
+    pub created_at: DateTime<Utc>,
+}
+
+/// What to recall.
+#[derive(Debug, Clone, Copy)]
+pub struct RecallQuery<'a> {
+    pub text: &'a str,
+    /// Restricted to these kinds; all when empty.
+    pub kinds: &'a [DocKind],
+    pub limit: usize,
+    /// A document never returned (the message being answered).
+    pub exclude: Option<Uuid>,
+}
+
+struct Candidate {
+    kind: DocKind,
+    score: f32,
+    found: Option<Found>,
+}
+
+impl Domain {
+    /// Both legs, fused and ranked; see the module documentation.
+    pub(crate) async fn recall(
+        &self,
+        user: &UserId,
+        query: RecallQuery<'_>,
+    ) -> DomainResult<Vec<SearchHit>> {
+        if query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        // Deeper than the answer: hits are dropped below, and fusion needs each leg's tail.
+        let depth = (query.limit * 3).clamp(20, 100);
+        let (meaning, words) = tokio::join!(
+            self.ports
+                .index
+                .recall(user, query.text, query.kinds, depth),
+            self.ports
+                .lexical
+                .search(user, query.text, query.kinds, depth)
+        );
+        let words = words?;
+        let meaning = meaning.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "recall by meaning failed; recalling by words alone");
+            Vec::new()
+        });
+
+        let mut candidates: HashMap<Uuid, Candidate> = HashMap::new();
+        for (rank, hit) in meaning.iter().enumerate() {
+            candidates.entry(hit.id).or_insert(Candidate {
+                kind: hit.kind,
+                score: 0.0,
+                found: None,
+            });
+            if let Some(c) = candidates.get_mut(&hit.id) {
+                c.score += 1.0 / (RRF_K + rank as f32 + 1.0);
+            }
+        }
+        for (rank, found) in words.into_iter().enumerate() {
+            let c = candidates.entry(found.id).or_insert(Candidate {
+                kind: found.kind,
+                score: 0.0,
+                found: None,
+            });
+            c.score += 1.0 / (RRF_K + rank as f32 + 1.0);
+            c.found = Some(found);
+        }
+        // What only the semantic index knew is read back: its text as stored now, and a
+        // document deleted since it was indexed is gone from the answer.
+        let unread: Vec<(DocKind, Uuid)> = candidates
+            .iter()
+            .filter(|(_, c)| c.found.is_none())
+            .map(|(id, c)| (c.kind, *id))
+            .collect();
+        if !unread.is_empty() {
+            for found in self.ports.lexical.fetch(user, &unread).await? {
+                if let Some(c) = candidates.get_mut(&found.id) {
+                    c.found = Some(found);
+                }
+            }
+        }
+
+        let asked = Words::of(query.text);
+        let mut ranked: Vec<(f32, Found)> = candidates
+            .into_values()
+            .filter_map(|c| Some((c.score, c.found?)))
+            .filter(|(_, f)| Some(f.id) != query.exclude)
+            .filter_map(|(score, found)| {
+                if found.kind != DocKind::Message {
+                    return Some((score, found));
+                }
+                let question = is_question(&found.text);
+                if question && asked.repeated_by(&Words::of(&found.text)) {
+                    return None;
+                }
+                let weight = MESSAGE_WEIGHT * if question { QUESTION_WEIGHT } else { 1.0 };
+                Some((score * weight, found))
+            })
+            .collect();
+        ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.id.cmp(&b.1.id)));
+        let mut kept: Vec<(String, Words)> = Vec::new();
+        let mut hits = Vec::new();
+        for (score, found) in ranked {
+            if hits.len() == query.limit {
+                break;
+            }
+            let key = normalised(&found.text);
+            let words = Words::of(&found.text);
+            if kept
+                .iter()
+                .any(|(k, w)| *k == key || w.near_duplicate_of(&words))
+            {
+                continue;
+            }
+            kept.push((key, words));
+            hits.push(SearchHit {
+                kind: found.kind,
+                id: found.id,
+                score,
+                snippet: snippet(&found.text),
+                created_at: found.created_at,
+            });
+        }
+        Ok(hits)
+    }
+}
+
+fn snippet(text: &str) -> String {
+    match text.char_indices().nth(SNIPPET_CHARS) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
+/// The text with case, punctuation and spacing taken out: two texts that differ only so are
+/// the same hit.
+fn normalised(text: &str) -> String {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Whether a message asks rather than tells.
+fn is_question(text: &str) -> bool {
+    const ASKING: &[&str] = &[
+        "what", "when", "where", "who", "whom", "whose", "which", "why", "how", "do", "does",
+        "did", "can", "could", "would", "should", "will", "is", "are", "am", "have", "has", "any",
+        "whats", "wheres", "whos", "hows",
+    ];
+    let text = text.trim();
+    if text.ends_with('?') {
+        return true;
+    }
+    let first = text
+        .split(|c: char| !c.is_alphanumeric())
+        .find(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .unwrap_or_default();
+    ASKING.contains(&first.as_str())
+}
+
+/// The words of a text that carry its meaning: lower case, without the common ones, plurals
+/// and possessives folded.
+struct Words(HashSet<String>);
+
+impl Words {
+    fn of(text: &str) -> Self {
+        const COMMON: &[&str] = &[
+            "a", "an", "the", "and", "or", "of", "to", "in", "on", "at", "for", "is", "are", "was",
+            "were", "be", "my", "me", "i", "you", "your", "it", "its", "do", "does", "did", "what",
+            "when", "where", "who", "which", "how", "why", "that", "this", "again", "please", "s",
+            "about", "know", "tell", "remind",
+        ];
+        Self(
+            text.split(|c: char| !c.is_alphanumeric())
+                .map(str::to_lowercase)
+                .filter(|w| !w.is_empty() && !COMMON.contains(&w.as_str()))
+                .map(|w| match w.strip_suffix('s') {
+                    Some(stem) if stem.len() > 2 && !w.ends_with("ss") => stem.to_owned(),
+                    _ => w,
+                })
+                .collect(),
+        )
+    }
+
+    /// Whether the two say the same with at most a word in ten changed.
+    fn near_duplicate_of(&self, other: &Words) -> bool {
+        let union = self.0.union(&other.0).count();
+        union > 0 && self.0.intersection(&other.0).count() * 10 >= union * 9
+    }
+
+    /// Whether `other` says nothing this does not: a question asked again.
+    fn repeated_by(&self, other: &Words) -> bool {
+        if self.0.is_empty() || other.0.is_empty() {
+            return false;
+        }
+        let shared = self.0.intersection(&other.0).count();
+        let union = self.0.union(&other.0).count();
+        shared * 5 >= union * 3
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn questions_and_their_repeats() {
+        assert!(is_question("when is my sister's birthday?"));
+        assert!(is_question("What's on my calendar"));
+        assert!(!is_question("my sister's birthday is March 3"));
+        let asked = Words::of("when is my sister's birthday?");
+        assert!(asked.repeated_by(&Words::of("When is my sisters birthday again")));
+        assert!(asked.repeated_by(&Words::of("what's my sister's birthday?")));
+        assert!(!asked.repeated_by(&Words::of("is my brother's birthday in June?")));
+        assert!(!asked.repeated_by(&Words::of("")));
+    }
+
+    #[test]
+    fn normalised_texts_ignore_case_and_punctuation() {
+        assert_eq!(
+            normalised("My sister's birthday: March 3!"),
+            normalised("my sister s birthday march 3")
+        );
+        assert_ne!(normalised("March 3"), normalised("March 4"));
+        assert!(snippet(&"x".repeat(300)).ends_with('…'));
+    }
+}
