@@ -57,6 +57,13 @@ async fn what_was_just_remembered_is_found_in_the_very_next_turn() {
         "{results:?}"
     );
 
+    // The answer quotes the memory, not a list of hits.
+    assert_eq!(
+        answer["assistantMessage"]["content"],
+        "You told me today: my sister's birthday is March 3.",
+        "{answer}"
+    );
+
     let items = search_now(&app, "sam", "sister birthday").await;
     assert_eq!(items[0]["kind"], "memory", "{items:?}");
     assert_eq!(items[0]["snippet"], "my sister's birthday is March 3");
@@ -309,4 +316,41 @@ async fn another_embedder_is_refused_until_the_store_is_rebuilt() {
     })
     .await;
     let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+#[tokio::test]
+async fn facts_about_the_user_are_remembered_and_answered() {
+    let app = spawn_app_without_indexer().await;
+    for fact in ["my favorite color is green", "I'm allergic to peanuts"] {
+        let told = chat(&app, "lea", fact).await;
+        assert_eq!(
+            told["assistantMessage"]["content"], "I'll remember that.",
+            "{told}"
+        );
+    }
+    let memories = app.get("/v1/memories", "lea").await.body;
+    let contents: Vec<&str> = memories["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert!(
+        contents.contains(&"my favorite color is green"),
+        "{memories}"
+    );
+    assert!(contents.contains(&"I'm allergic to peanuts"), "{memories}");
+
+    let color = chat(&app, "lea", "what's my favorite color?").await;
+    assert_eq!(
+        color["assistantMessage"]["content"], "You told me today: my favorite color is green.",
+        "{color}"
+    );
+    let known = chat(&app, "lea", "what do you know about peanuts").await;
+    let listed = known["assistantMessage"]["content"].as_str().unwrap();
+    assert!(
+        listed.starts_with("Here is what I know about that:")
+            && listed.contains("allergic to peanuts"),
+        "{listed}"
+    );
 }

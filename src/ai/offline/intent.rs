@@ -447,7 +447,57 @@ impl<'a> Message<'a> {
             let start = self.kept.get(lead).map_or(all.start, |&token| token);
             return self.act(Search, start..all.end, now);
         }
+        if self.states_a_fact(&words) {
+            return self.act(Remember, all, now);
+        }
         self.act(Plan, all, now)
+    }
+
+    /// "my favourite colour is green", "I'm allergic to peanuts", "my sister's birthday is
+    /// March 3": a statement about the user, remembered as "remember that …" is. Not when it
+    /// names a time of day or a repetition: that is an appointment.
+    fn states_a_fact(&self, words: &[&str]) -> bool {
+        const ABOUT_MY: &[&str] = &[
+            "is", "are", "was", "were", "has", "have", "had", "lives", "live", "works", "likes",
+            "loves", "hates", "prefers", "needs", "takes", "goes", "plays", "drives", "owns",
+            "wears", "uses", "speaks", "studies", "can't", "cannot", "doesn't", "don't", "won't",
+        ];
+        const I_VERBS: &[&str] = &[
+            "am",
+            "was",
+            "like",
+            "love",
+            "hate",
+            "prefer",
+            "live",
+            "work",
+            "own",
+            "drive",
+            "speak",
+            "study",
+            "play",
+            "can't",
+            "cannot",
+            "don't",
+            "never",
+            "always",
+            "usually",
+            "hardly",
+            "used",
+            "grew",
+            "moved",
+            "graduated",
+            "was_born",
+        ];
+        if self.when.is_timed() || self.when.repeat.is_some() {
+            return false;
+        }
+        match words {
+            ["my", rest @ ..] => rest.iter().skip(1).any(|w| ABOUT_MY.contains(w)),
+            ["i'm" | "im", _, ..] => true,
+            ["i", verb, _, ..] => I_VERBS.contains(verb),
+            _ => false,
+        }
     }
 
     fn act(&self, act: Act, tokens: Range<usize>, now: &Now) -> Outcome {
@@ -976,6 +1026,10 @@ tomorrow? => list_events {"from": "2026-11-27T00:00:00Z", "to": "2026-11-28T00:0
     /// Facts remembered with their dates, and searched.
     const MEMORY: &str = r#"
 remember that my sister's birthday is 3 May => remember {"content": "my sister's birthday is 3 May"}
+my favorite color is green => remember {"content": "my favorite color is green"}
+I'm allergic to peanuts => remember {"content": "I'm allergic to peanuts"}
+my sister's birthday is March 3 => remember {"content": "my sister's birthday is March 3"}
+I live in Lisbon => remember {"content": "I live in Lisbon"}
 note: the wifi password is on the fridge => remember {"content": "the wifi password is on the fridge"}
 don't forget that Sam likes green tea => remember {"content": "Sam likes green tea"}
 Don’t forget that the party is tomorrow! => remember {"content": "the party is tomorrow"}

@@ -96,8 +96,12 @@ impl OfflineProvider {
                     LlmMessage::Assistant { tool_calls, .. } => Some(tool_calls.as_slice()),
                     _ => None,
                 });
+                let asked = request.messages.iter().rev().find_map(|m| match m {
+                    LlmMessage::User(text) => Some(text.as_str()),
+                    _ => None,
+                });
                 (
-                    reply::answer(calls.unwrap_or_default(), results, &now),
+                    reply::answer(calls.unwrap_or_default(), results, asked, &now),
                     Vec::new(),
                 )
             }

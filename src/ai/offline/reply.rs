@@ -13,8 +13,13 @@ use crate::ai::llm::{LlmToolCall, ToolResult};
 /// At most this many entries of a list are written out.
 const SHOWN: usize = 15;
 
-/// One paragraph per result, in order.
-pub fn answer(calls: &[LlmToolCall], results: &[ToolResult], now: &Now) -> String {
+/// One paragraph per result, in order. `asked` is the user's message the calls answer.
+pub fn answer(
+    calls: &[LlmToolCall],
+    results: &[ToolResult],
+    asked: Option<&str>,
+    now: &Now,
+) -> String {
     let paragraphs: Vec<String> = results
         .iter()
         .enumerate()
@@ -31,6 +36,8 @@ pub fn answer(calls: &[LlmToolCall], results: &[ToolResult], now: &Now) -> Strin
                 .unwrap_or_else(|_| Value::String(result.content.clone()));
             if result.is_error {
                 failure(name, &args, &content)
+            } else if name == "search_memory" {
+                found(&content, asked.unwrap_or_default(), now)
             } else {
                 success(name, &args, &content, now)
             }
@@ -100,26 +107,79 @@ fn success(tool: &str, args: &Value, content: &Value, now: &Now) -> String {
         "list_events" => events(args, content, now),
         "delete_event" => format!("Deleted “{title}” from your calendar."),
         "remember" => "I'll remember that.".into(),
-        "search_memory" => {
-            let found: Vec<&str> = items(content)
-                .iter()
-                .filter_map(|m| text(m, &["snippet", "text", "content", "title"]))
-                .collect();
-            if found.is_empty() {
-                return "I don't know anything about that yet. Tell me with “remember that …”."
-                    .into();
-            }
-            bullets(
-                "Here is what I found:",
-                &found
-                    .iter()
-                    .take(5)
-                    .map(|s| s.to_string())
-                    .collect::<Vec<_>>(),
-                found.len(),
-            )
-        }
         _ => "Done.".into(),
+    }
+}
+
+/// What memory says: a question is answered with the best hit, quoted with when it was
+/// said; "what do you know about …" (or a search) lists the hits.
+fn found(content: &Value, asked: &str, now: &Now) -> String {
+    let hits = items(content);
+    let texts: Vec<&str> = hits
+        .iter()
+        .filter_map(|m| text(m, &["text", "snippet", "content", "title"]))
+        .collect();
+    if texts.is_empty() {
+        return "I don't know anything about that yet. Tell me with “remember that …”.".into();
+    }
+    let asked = asked.trim().to_lowercase();
+    let listing = [
+        "what do you know",
+        "what did you know",
+        "what do you remember",
+        "what did i tell",
+        "what did i say",
+        "tell me about",
+        "recall",
+        "search",
+        "look for",
+        "look up",
+        "find",
+        "do you remember",
+        "list",
+        "show",
+    ]
+    .iter()
+    .any(|lead| asked.starts_with(lead));
+    if listing || hits.is_empty() {
+        let lines: Vec<String> = texts.iter().take(5).map(|s| s.to_string()).collect();
+        return bullets("Here is what I know about that:", &lines, texts.len());
+    }
+    quote(&hits[0], now)
+}
+
+/// One recalled document as the answer: "You told me on 1 Dec: …".
+fn quote(hit: &Value, now: &Now) -> String {
+    let said = text(hit, &["text", "snippet", "content", "title"]).unwrap_or_default();
+    let said = said.replace('\n', " — ");
+    let stop = if said.ends_with(['.', '!', '?', '…']) {
+        ""
+    } else {
+        "."
+    };
+    let when = time(hit, &["created_at", "createdAt"], now)
+        .map(|at| told_on(at.date(), now))
+        .unwrap_or_default();
+    match text(hit, &["kind"]).unwrap_or("memory") {
+        "task" => format!("You have a task for that: {said}{stop}"),
+        "event" => format!("It's on your calendar: {said}{stop}"),
+        "message" => format!("You said {when}: “{said}”").replace("  ", " "),
+        _ => format!("You told me {when}: {said}{stop}").replace("  ", " "),
+    }
+    .replace(" :", ":")
+}
+
+/// "today", "yesterday", or "on 1 Dec" (with the year when it is not this year's).
+fn told_on(date: NaiveDate, now: &Now) -> String {
+    let today = now.local.date();
+    if date == today {
+        "today".into()
+    } else if date.succ_opt() == Some(today) {
+        "yesterday".into()
+    } else if date.year() == now.local.year() {
+        date.format("on %-d %b").to_string()
+    } else {
+        date.format("on %-d %b %Y").to_string()
     }
 }
 
@@ -428,7 +488,7 @@ mod tests {
             content: content.to_string(),
             is_error,
         };
-        answer(&[call], &[result], &now(tz))
+        answer(&[call], &[result], None, &now(tz))
     }
 
     fn ok(tz: Tz, tool: &str, args: Value, content: Value) -> String {
@@ -605,12 +665,32 @@ mod tests {
             "I'll remember that."
         );
         let found = json!({"count": 2, "results": [
-            {"kind": "memory", "id": "a", "score": 0.8, "text": "my sister's birthday is 3 May"},
+            {"kind": "memory", "id": "a", "score": 0.8, "text": "my sister's birthday is 3 May",
+             "created_at": "2026-11-20T09:00:00Z"},
             {"kind": "task", "id": "b", "score": 0.4, "text": "Buy a gift for my sister"},
         ]});
+        let recall = |asked: &str| {
+            let call = LlmToolCall {
+                id: "c".into(),
+                name: "search_memory".into(),
+                arguments: json!({"query": "my sister"}).to_string(),
+            };
+            let result = ToolResult {
+                call_id: "c".into(),
+                content: found.to_string(),
+                is_error: false,
+            };
+            answer(&[call], &[result], Some(asked), &now(UTC))
+        };
+        // A question gets the best answer, with when it was said.
         assert_eq!(
-            ok(UTC, "search_memory", json!({"query": "my sister"}), found),
-            "Here is what I found:\n- my sister's birthday is 3 May\n- Buy a gift for my sister"
+            recall("when is my sister's birthday?"),
+            "You told me on 20 Nov: my sister's birthday is 3 May."
+        );
+        // "What do you know about …" lists.
+        assert_eq!(
+            recall("what do you know about my sister"),
+            "Here is what I know about that:\n- my sister's birthday is 3 May\n- Buy a gift for my sister"
         );
         let nothing = ok(
             UTC,
@@ -659,7 +739,7 @@ mod tests {
             is_error: true,
         };
         assert_eq!(
-            answer(&[call], &[result], &now(UTC)),
+            answer(&[call], &[result], None, &now(UTC)),
             "Sorry, I couldn't save that: boom."
         );
     }
@@ -691,7 +771,7 @@ mod tests {
             },
         ];
         assert_eq!(
-            answer(&calls, &results, &now(UTC)),
+            answer(&calls, &results, None, &now(UTC)),
             "Sorry, I couldn't delete “milk”: no task matches \"milk\".\n\nI'll remember that."
         );
         // Odd results never panic and still say something.
@@ -725,7 +805,7 @@ mod tests {
                         content: content.into(),
                         is_error,
                     };
-                    assert!(!answer(&[call], &[result], &now(UTC)).is_empty());
+                    assert!(!answer(&[call], &[result], None, &now(UTC)).is_empty());
                 }
             }
         }
