@@ -55,6 +55,16 @@ pub struct RecallQuery<'a> {
     pub limit: usize,
     /// A document never returned (the message being answered).
     pub exclude: Option<Uuid>,
+    /// Which legs run: both, except to measure one alone (`cargo bench --bench memory`).
+    pub legs: Legs,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Legs {
+    #[default]
+    Both,
+    Meaning,
+    Words,
 }
 
 struct Candidate {
@@ -64,8 +74,9 @@ struct Candidate {
 }
 
 impl Domain {
-    /// Both legs, fused and ranked; see the module documentation.
-    pub(crate) async fn recall(
+    /// Both legs (or one, as `query.legs` says), fused and ranked; see the module
+    /// documentation.
+    pub async fn recall(
         &self,
         user: &UserId,
         query: RecallQuery<'_>,
@@ -75,14 +86,25 @@ impl Domain {
         }
         // Deeper than the answer: hits are dropped below, and fusion needs each leg's tail.
         let depth = (query.limit * 3).clamp(20, 100);
-        let (meaning, words) = tokio::join!(
+        let meaning = async {
+            if query.legs == Legs::Words {
+                return Ok(Vec::new());
+            }
             self.ports
                 .index
-                .recall(user, query.text, query.kinds, depth),
+                .recall(user, query.text, query.kinds, depth)
+                .await
+        };
+        let words = async {
+            if query.legs == Legs::Meaning {
+                return Ok(Vec::new());
+            }
             self.ports
                 .lexical
                 .search(user, query.text, query.kinds, depth)
-        );
+                .await
+        };
+        let (meaning, words) = tokio::join!(meaning, words);
         let words = words?;
         let meaning = meaning.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "recall by meaning failed; recalling by words alone");

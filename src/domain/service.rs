@@ -21,7 +21,7 @@ use super::ports::{
     Clock, ConversationRepository, EventRepository, LexicalIndex, MemoryRepository, Outbox,
     RangeQuery, RangeRows, TaskRepository, TurnReader, UserRepository,
 };
-use super::recall::{RecallQuery, SearchHit};
+use super::recall::{Legs, RecallQuery, SearchHit};
 use super::task::{NewTask, PROJECT_MAX, Task, TaskPatch, TaskQuery};
 use super::turns::Turns;
 use super::user::User;
@@ -514,6 +514,7 @@ impl Domain {
                 kinds,
                 limit,
                 exclude,
+                legs: Legs::Both,
             },
         )
         .await
