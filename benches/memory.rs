@@ -15,7 +15,8 @@
 //!   the set's questions through `GET /v1/search?limit=10` one at a time: p50, p99, and the
 //!   process's CPU time per search (server and client share the process and the cores).
 //!
-//! `PIXIE_BENCH_PARTS` picks the parts (default `quality,latency`).
+//! `PIXIE_BENCH_PARTS` picks the parts (default `quality,latency`), `PIXIE_BENCH_SETS` the
+//! labelled sets of `bench/memory/` for quality (default `dataset.json,conversations.json`).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -29,7 +30,7 @@ use pixie::config::{Config, EmbeddingsProvider};
 use pixie::domain::conversation::{NewConversation, NewMessage, Role};
 use pixie::domain::event::NewEvent;
 use pixie::domain::memory::NewMemory;
-use pixie::domain::recall::{Legs, RecallQuery};
+use pixie::domain::recall::{Fusion, Legs, MEANING_WEIGHT, RecallQuery};
 use pixie::domain::task::NewTask;
 use pixie::domain::{Domain, UserId};
 use serde::Deserialize;
@@ -149,8 +150,17 @@ async fn start(embedder: EmbeddingsProvider) -> anyhow::Result<Server> {
 
 impl Server {
     async fn stop(self) {
-        self.handle.stop(true).await;
-        let _ = std::fs::remove_dir_all(&self.data_dir);
+        let Self {
+            domain,
+            handle,
+            data_dir,
+            ..
+        } = self;
+        handle.stop(true).await;
+        // The store flushes when its last holder goes: before its directory does.
+        drop(domain);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let _ = std::fs::remove_dir_all(&data_dir);
     }
 
     /// Waits until the indexer has taken every outbox row.
@@ -366,7 +376,7 @@ impl Bm25 {
     }
 }
 
-async fn quality(dataset: &Dataset) -> anyhow::Result<()> {
+async fn quality(set: &str, dataset: &Dataset) -> anyhow::Result<()> {
     let mut table: Vec<(String, Score, HashMap<String, Score>)> = Vec::new();
     let mut bm25_done = false;
     for (embedder, name) in [
@@ -386,19 +396,33 @@ async fn quality(dataset: &Dataset) -> anyhow::Result<()> {
             ids.len(),
             started.elapsed()
         );
-        let modes: Vec<(String, Legs)> = if embedder == EmbeddingsProvider::Hashed {
-            vec![
-                ("hashed alone".into(), Legs::Meaning),
-                ("lexical (PostgreSQL) alone".into(), Legs::Words),
-                ("hybrid: lexical + hashed".into(), Legs::Both),
-            ]
-        } else {
-            vec![
-                ("MiniLM alone".into(), Legs::Meaning),
-                ("hybrid: lexical + MiniLM".into(), Legs::Both),
-            ]
-        };
-        for (mode, legs) in modes {
+        let mut modes: Vec<(String, Legs, Fusion)> =
+            vec![(format!("{name} alone"), Legs::Meaning, Fusion::default())];
+        if embedder == EmbeddingsProvider::Hashed {
+            modes.push((
+                "lexical (PostgreSQL) alone".into(),
+                Legs::Words,
+                Fusion::default(),
+            ));
+        }
+        modes.push((
+            format!("hybrid: lexical + {name} (reciprocal rank)"),
+            Legs::Both,
+            Fusion::Rrf,
+        ));
+        for weight in [0.3, 0.4, 0.5, 0.6, 0.7, 0.8] {
+            let default = if weight == MEANING_WEIGHT {
+                ", the default"
+            } else {
+                ""
+            };
+            modes.push((
+                format!("hybrid: lexical + {name} (convex, meaning {weight}{default})"),
+                Legs::Both,
+                Fusion::Convex(weight),
+            ));
+        }
+        for (mode, legs, fusion) in modes {
             let mut all = Score::default();
             let mut by_category: HashMap<String, Score> = HashMap::new();
             for (user, keys) in dataset.users.iter().zip(&ids) {
@@ -414,6 +438,7 @@ async fn quality(dataset: &Dataset) -> anyhow::Result<()> {
                                 limit: 10,
                                 exclude: None,
                                 legs,
+                                fusion,
                             },
                         )
                         .await?;
@@ -465,7 +490,7 @@ async fn quality(dataset: &Dataset) -> anyhow::Result<()> {
     let questions: usize = dataset.users.iter().map(|u| u.questions.len()).sum();
     let documents: usize = dataset.users.iter().map(|u| u.documents.len()).sum();
     println!(
-        "\n{questions} questions over {documents} documents of {} users\n",
+        "\n{set}: {questions} questions over {documents} documents of {} users\n",
         dataset.users.len()
     );
     println!("| retrieval | recall@5 | recall@10 | MRR@10 |");
@@ -599,8 +624,13 @@ async fn latency(dataset: &Dataset) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/memory/dataset.json");
-    let dataset: Dataset = serde_json::from_slice(&std::fs::read(&path)?)?;
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/memory");
+    let read = |name: &str| -> anyhow::Result<Dataset> {
+        Ok(serde_json::from_slice(&std::fs::read(dir.join(name))?)?)
+    };
+    let dataset = read("dataset.json")?;
+    let sets = std::env::var("PIXIE_BENCH_SETS")
+        .unwrap_or_else(|_| "dataset.json,conversations.json".into());
     let parts = std::env::var("PIXIE_BENCH_PARTS").unwrap_or_else(|_| "quality,latency".into());
     if pixie::ai::minilm::verify(&model_dir()).is_err() {
         let status = std::process::Command::new(env!("CARGO_BIN_EXE_pixie"))
@@ -614,7 +644,13 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async {
         if parts.contains("quality") {
-            quality(&dataset).await?;
+            for set in sets.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                if dir.join(set).is_file() {
+                    quality(set, &read(set)?).await?;
+                } else {
+                    eprintln!("{set} is not in bench/memory/: skipped");
+                }
+            }
         }
         if parts.contains("latency") {
             latency(&dataset).await?;

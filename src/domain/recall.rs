@@ -2,8 +2,9 @@
 //!
 //! Two legs, each filtered to the signed-in user: meaning (the semantic index, which trails
 //! the writes by the indexer's backlog) and words (full text over committed rows, so a write
-//! is found the moment it is acknowledged). They are fused by reciprocal rank, so neither
-//! leg's scores need to be comparable with the other's. Then the ranking serves a person:
+//! is found the moment it is acknowledged). Their scores are combined (see [`Fusion`]; the
+//! choice and its weight are measured by `cargo bench --bench memory`). Then the ranking
+//! serves a person:
 //! - at equal relevance, explicit memories, tasks and events come before chat messages, and
 //!   a message that asks something (a question states no fact) comes after both;
 //! - the turn's own message, messages that only repeat the question, and near-duplicates of a
@@ -27,6 +28,8 @@ use super::values::UserId;
 /// The `k` of reciprocal rank fusion: a hit at rank `r` (from 1) of a leg adds `1 / (k + r)`.
 /// 60 is the usual choice; it keeps one leg's top hit from drowning the other leg.
 const RRF_K: f32 = 60.0;
+/// The meaning leg's share in the default fusion (see [`Fusion`]).
+pub const MEANING_WEIGHT: f32 = 0.6;
 /// A chat message weighs this much against a memory, task or event of the same ranks.
 const MESSAGE_WEIGHT: f32 = 0.8;
 /// And a message that asks something this much more.
@@ -57,6 +60,46 @@ pub struct RecallQuery<'a> {
     pub exclude: Option<Uuid>,
     /// Which legs run: both, except to measure one alone (`cargo bench --bench memory`).
     pub legs: Legs,
+    /// How the legs' rankings become one.
+    pub fusion: Fusion,
+}
+
+/// How the two legs' hits are combined.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Fusion {
+    /// `w · cosine + (1 − w) · rank / best rank` with `w` the meaning leg's weight: scores,
+    /// not only positions, count, so a close match by meaning is not outvoted by a word
+    /// shared with a weaker one. The cosine is absolute (a poor best match stays poor); the
+    /// word rank is relative to the best of this query (full-text ranks have no scale).
+    Convex(f32),
+    /// Reciprocal rank fusion: positions only.
+    Rrf,
+}
+
+impl Default for Fusion {
+    fn default() -> Self {
+        Self::Convex(MEANING_WEIGHT)
+    }
+}
+
+impl Fusion {
+    /// What a hit at `rank` (from 0) of the meaning leg, with this cosine, adds.
+    fn meaning(self, rank: usize, cosine: f32) -> f32 {
+        match self {
+            Self::Rrf => 1.0 / (RRF_K + rank as f32 + 1.0),
+            Self::Convex(weight) => weight * cosine.clamp(0.0, 1.0),
+        }
+    }
+
+    /// What a hit at `rank` of the word leg, with this full-text rank, adds (`best`: the
+    /// query's best full-text rank).
+    fn words(self, rank: usize, text_rank: f32, best: f32) -> f32 {
+        match self {
+            Self::Rrf => 1.0 / (RRF_K + rank as f32 + 1.0),
+            Self::Convex(_) if best <= 0.0 => 0.0,
+            Self::Convex(weight) => (1.0 - weight) * text_rank / best,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -111,16 +154,15 @@ impl Domain {
             Vec::new()
         });
 
+        let best_words = words.iter().map(|f| f.rank).fold(0.0_f32, f32::max);
         let mut candidates: HashMap<Uuid, Candidate> = HashMap::new();
         for (rank, hit) in meaning.iter().enumerate() {
-            candidates.entry(hit.id).or_insert(Candidate {
+            let c = candidates.entry(hit.id).or_insert(Candidate {
                 kind: hit.kind,
                 score: 0.0,
                 found: None,
             });
-            if let Some(c) = candidates.get_mut(&hit.id) {
-                c.score += 1.0 / (RRF_K + rank as f32 + 1.0);
-            }
+            c.score += query.fusion.meaning(rank, hit.score);
         }
         for (rank, found) in words.into_iter().enumerate() {
             let c = candidates.entry(found.id).or_insert(Candidate {
@@ -128,7 +170,7 @@ impl Domain {
                 score: 0.0,
                 found: None,
             });
-            c.score += 1.0 / (RRF_K + rank as f32 + 1.0);
+            c.score += query.fusion.words(rank, found.rank, best_words);
             c.found = Some(found);
         }
         // What only the semantic index knew is read back: its text as stored now, and a
