@@ -30,7 +30,7 @@ use pixie::config::{Config, EmbeddingsProvider};
 use pixie::domain::conversation::{NewConversation, NewMessage, Role};
 use pixie::domain::event::NewEvent;
 use pixie::domain::memory::NewMemory;
-use pixie::domain::recall::{Fusion, Legs, MEANING_WEIGHT, RecallQuery};
+use pixie::domain::recall::{Fusion, Legs, RecallQuery};
 use pixie::domain::task::NewTask;
 use pixie::domain::{Domain, UserId};
 use serde::Deserialize;
@@ -396,31 +396,51 @@ async fn quality(set: &str, dataset: &Dataset) -> anyhow::Result<()> {
             ids.len(),
             started.elapsed()
         );
-        let mut modes: Vec<(String, Legs, Fusion)> =
-            vec![(format!("{name} alone"), Legs::Meaning, Fusion::default())];
+        let mut modes: Vec<(String, Legs, Option<Fusion>)> =
+            vec![(format!("{name} alone"), Legs::Meaning, None)];
         if embedder == EmbeddingsProvider::Hashed {
-            modes.push((
-                "lexical (PostgreSQL) alone".into(),
-                Legs::Words,
-                Fusion::default(),
-            ));
+            modes.push(("lexical (PostgreSQL) alone".into(), Legs::Words, None));
         }
-        modes.push((
-            format!("hybrid: lexical + {name} (reciprocal rank)"),
-            Legs::Both,
-            Fusion::Rrf,
-        ));
-        for weight in [0.3, 0.4, 0.5, 0.6, 0.7, 0.8] {
-            let default = if weight == MEANING_WEIGHT {
+        let default = Fusion::for_index(embedder != EmbeddingsProvider::Hashed);
+        for (label, fusion) in [
+            (
+                "meaning leads, words confirm (+0.05 in their top 10)",
+                Fusion::Confirm {
+                    bonus: 0.05,
+                    depth: 10,
+                },
+            ),
+            (
+                "meaning leads, words confirm (+0.1 in their top 10)",
+                Fusion::Confirm {
+                    bonus: 0.1,
+                    depth: 10,
+                },
+            ),
+            ("reciprocal rank, k 10", Fusion::Rrf { k: 10.0 }),
+            ("reciprocal rank, k 60", Fusion::Rrf { k: 60.0 }),
+            ("convex, meaning 0.7", Fusion::Convex(0.7)),
+            ("convex, meaning 0.9", Fusion::Convex(0.9)),
+        ] {
+            let default = if fusion == default {
                 ", the default"
             } else {
                 ""
             };
             modes.push((
-                format!("hybrid: lexical + {name} (convex, meaning {weight}{default})"),
+                format!("hybrid: lexical + {name}, {label}{default}"),
                 Legs::Both,
-                Fusion::Convex(weight),
+                Some(fusion),
             ));
+        }
+        if let Ok(path) = std::env::var("PIXIE_BENCH_DUMP") {
+            dump(
+                &server,
+                dataset,
+                &ids,
+                &format!("{path}.{set}.{name}.jsonl"),
+            )
+            .await?;
         }
         for (mode, legs, fusion) in modes {
             let mut all = Score::default();
@@ -519,6 +539,61 @@ async fn quality(set: &str, dataset: &Dataset) -> anyhow::Result<()> {
             })
             .collect();
         println!("| {mode} | {} |", cells.join(" | "));
+    }
+    Ok(())
+}
+
+/// Each leg's own top 30 for every question, with its scores (`PIXIE_BENCH_DUMP`): for trying
+/// other fusions outside the server.
+async fn dump(
+    server: &Server,
+    dataset: &Dataset,
+    ids: &[HashMap<String, Uuid>],
+    path: &str,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for (user, keys) in dataset.users.iter().zip(ids) {
+        let id = UserId::parse(&user.id).map_err(anyhow::Error::msg)?;
+        for question in &user.questions {
+            let mut legs = Vec::new();
+            // Convex(1) scores a meaning hit by its cosine, Convex(0) a word hit by its rank
+            // over the best (times the message and question weights, as in the server).
+            for (legs_of, fusion) in [
+                (Legs::Meaning, Some(Fusion::Convex(1.0))),
+                (Legs::Words, Some(Fusion::Convex(0.0))),
+            ] {
+                let hits = server
+                    .domain
+                    .recall(
+                        &id,
+                        RecallQuery {
+                            text: &question.q,
+                            kinds: &[],
+                            limit: 30,
+                            exclude: None,
+                            legs: legs_of,
+                            fusion,
+                        },
+                    )
+                    .await?;
+                legs.push(
+                    hits.iter()
+                        .map(|h| serde_json::json!([h.id, h.kind, h.score]))
+                        .collect::<Vec<_>>(),
+                );
+            }
+            let evidence: Vec<Uuid> = question
+                .evidence
+                .iter()
+                .filter_map(|k| keys.get(k).copied())
+                .collect();
+            let line = serde_json::json!({
+                "user": user.id, "q": question.q, "category": question.category,
+                "evidence": evidence, "meaning": legs[0], "words": legs[1],
+            });
+            writeln!(out, "{line}")?;
+        }
     }
     Ok(())
 }

@@ -23,11 +23,16 @@ ALTER TABLE messages ADD COLUMN search tsvector
         CASE WHEN role = 'user' THEN to_tsvector('english'::regconfig, content) END
     ) STORED;
 
-CREATE INDEX memories_search_idx ON memories USING gin (user_id, search);
-CREATE INDEX tasks_search_idx ON tasks USING gin (user_id, search);
-CREATE INDEX events_search_idx ON events USING gin (user_id, search);
+-- New entries wait in a GIN index's pending list, which every search reads through: a small
+-- list (256 kB, against 4 MB by default) keeps searches fast right after a burst of writes.
+CREATE INDEX memories_search_idx ON memories USING gin (user_id, search)
+    WITH (gin_pending_list_limit = 256);
+CREATE INDEX tasks_search_idx ON tasks USING gin (user_id, search)
+    WITH (gin_pending_list_limit = 256);
+CREATE INDEX events_search_idx ON events USING gin (user_id, search)
+    WITH (gin_pending_list_limit = 256);
 CREATE INDEX messages_search_idx ON messages USING gin (user_id, search)
-    WHERE search IS NOT NULL;
+    WITH (gin_pending_list_limit = 256) WHERE search IS NOT NULL;
 
 -- Nor are the assistant's replies indexed by meaning: no outbox work for them.
 CREATE OR REPLACE FUNCTION vector_outbox_enqueue() RETURNS trigger LANGUAGE plpgsql AS $$

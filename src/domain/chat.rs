@@ -16,7 +16,7 @@ use super::error::{DomainError, DomainResult};
 use super::event::EventRange;
 use super::page::{Page, PageRequest};
 use super::ports::{RangeQuery, TurnReads, TurnRows};
-use super::recall::{Fusion, Legs, RecallQuery};
+use super::recall::{Legs, RecallQuery};
 use super::service::{Domain, MAX_SERIES_PER_LISTING, expand_range};
 use super::task::{Task, TaskFilter, TaskQuery, TaskStatus};
 use super::tools::DomainTools;
@@ -631,7 +631,7 @@ impl Domain {
             limit: self.settings.recall_limit,
             exclude: Some(message.id),
             legs: Legs::Both,
-            fusion: Fusion::default(),
+            fusion: None,
         };
         match self.recall(user, query).await {
             Ok(hits) => hits

@@ -21,7 +21,7 @@ use super::ports::{
     Clock, ConversationRepository, EventRepository, LexicalIndex, MemoryRepository, Outbox,
     RangeQuery, RangeRows, TaskRepository, TurnReader, UserRepository,
 };
-use super::recall::{Fusion, Legs, RecallQuery, SearchHit};
+use super::recall::{Legs, RecallQuery, SearchHit};
 use super::task::{NewTask, PROJECT_MAX, Task, TaskPatch, TaskQuery};
 use super::turns::Turns;
 use super::user::User;
@@ -515,7 +515,7 @@ impl Domain {
                 limit,
                 exclude,
                 legs: Legs::Both,
-                fusion: Fusion::default(),
+                fusion: None,
             },
         )
         .await
