@@ -354,3 +354,27 @@ async fn facts_about_the_user_are_remembered_and_answered() {
         "{listed}"
     );
 }
+
+#[tokio::test]
+async fn the_rare_word_of_a_question_weighs_more_than_a_common_one() {
+    // Words alone (no indexer): "Anna" is in most of the user's memories, "passport" in one.
+    let app = spawn_app_without_indexer().await;
+    for content in [
+        "Anna called about dinner on Friday",
+        "Anna liked the movie a lot",
+        "Anna is visiting in May with Anna's kids",
+        "Anna's cat is sick, Anna is worried",
+        "The passport is in the top drawer of the desk",
+    ] {
+        let reply = app
+            .post("/v1/memories", "ravi", json!({ "content": content }))
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    }
+    let items = search_now(&app, "ravi", "where did Anna put the passport").await;
+    assert_eq!(
+        items[0]["snippet"], "The passport is in the top drawer of the desk",
+        "{items:?}"
+    );
+    assert_eq!(items.len(), 5, "every memory shares a word: {items:?}");
+}
