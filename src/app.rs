@@ -24,7 +24,6 @@ use crate::http::error::error_body;
 use crate::http::{self, AppState, WebhookSecret};
 use crate::ws::fanout::{Fanout, Local, LocalFanout, RealtimeBus};
 use crate::ws::hub::Hub;
-use crate::ws::limits::RateLimiter;
 use crate::ws::pg_fanout::PgFanout;
 use crate::ws::{self, Realtime};
 
@@ -157,6 +156,8 @@ impl Application {
                 history_messages: config.ai.history_messages,
                 context_items: config.ai.context_items,
                 recall_limit: config.ai.recall_limit,
+                max_text_chars: config.realtime.max_text_chars,
+                chat_sends_per_hour: config.realtime.chat_sends_per_hour,
             },
         );
         let hub = Hub::new(
@@ -183,7 +184,6 @@ impl Application {
             fanout,
             domain: domain.clone(),
             verifier: verifier.clone(),
-            limiter: RateLimiter::new(config.realtime.chat_sends_per_hour),
             config: config.realtime.clone(),
             closing: CancellationToken::new(),
         });

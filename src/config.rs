@@ -458,6 +458,14 @@ impl Config {
         if self.ai.recall_limit > 50 {
             problems.push("ai.recall_limit must be at most 50".to_owned());
         }
+        let items_max = crate::domain::service::CONTEXT_ITEMS_MAX;
+        if self.ai.context_items == 0 || self.ai.context_items > items_max {
+            problems.push(format!("ai.context_items must be 1 to {items_max}"));
+        }
+        let history_max = crate::domain::service::HISTORY_MESSAGES_MAX;
+        if self.ai.history_messages > history_max {
+            problems.push(format!("ai.history_messages must be at most {history_max}"));
+        }
         for (key, url) in [
             ("ai.base_url", self.ai.base_url.as_deref()),
             ("embeddings.base_url", self.embeddings.base_url.as_deref()),
@@ -619,6 +627,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("auth.mode"), "{err}");
+        for (toml, key) in [
+            (
+                "[ai]\ncontext_items = 0\n",
+                "ai.context_items must be 1 to 200",
+            ),
+            (
+                "[ai]\ncontext_items = 201\n",
+                "ai.context_items must be 1 to 200",
+            ),
+            ("[ai]\nhistory_messages = 1000\n", "ai.history_messages"),
+        ] {
+            let err = load(toml, &[]).unwrap_err().to_string();
+            assert!(err.contains(key), "{toml}: {err}");
+        }
         let err = load("[ai]\ntimezone = \"Mars/Olympus\"\n", &[])
             .unwrap_err()
             .to_string();

@@ -17,7 +17,7 @@ use super::event::EventRange;
 use super::page::{Page, PageRequest};
 use super::ports::{RangeQuery, TurnReads, TurnRows};
 use super::recall::{Legs, RecallQuery};
-use super::service::{Domain, MAX_SERIES_PER_LISTING, expand_range};
+use super::service::{CONTEXT_ITEMS_MAX, Domain, MAX_SERIES_PER_LISTING, expand_range};
 use super::task::{Task, TaskFilter, TaskQuery, TaskStatus};
 use super::tools::DomainTools;
 use super::turns::Refused;
@@ -260,7 +260,8 @@ impl TurnObserver for Progress<'_> {
 impl Domain {
     /// Stores the user's message, idempotently on its client id: a retry with the same id
     /// and text returns the stored message (and its answer, if the turn finished); the same
-    /// id with another text is a conflict.
+    /// id with another text is a conflict. Every edge comes through here, so the message's
+    /// limits and the user's send quota (charged once the message is valid) apply to all.
     #[tracing::instrument(level = "debug", skip_all, fields(user = %user))]
     pub async fn accept_message(
         &self,
@@ -277,9 +278,22 @@ impl Domain {
             client_message_id: request.client_message_id.clone(),
             reply_to: None,
         };
+        let max = self.settings.max_text_chars;
+        if request.text.chars().count() > max {
+            return Err(DomainError::invalid(
+                "text",
+                format!("must be at most {max} characters"),
+            ));
+        }
+        let mut message = new.validate(Uuid::now_v7(), Uuid::nil(), now)?;
+        self.sends
+            .check(user)
+            .map_err(|wait| DomainError::RateLimited {
+                retry_after_secs: (wait.as_secs_f64().ceil() as u64).max(1),
+            })?;
         let stored = match request.conversation_id {
             Some(conversation) => {
-                let message = new.validate(Uuid::now_v7(), conversation, now)?;
+                message.conversation_id = conversation;
                 self.ports
                     .conversations
                     .append_message(user, &message)
@@ -294,7 +308,7 @@ impl Domain {
                     updated_at: now,
                     last_message_at: Some(now),
                 };
-                let message = new.validate(Uuid::now_v7(), conversation.id, now)?;
+                message.conversation_id = conversation.id;
                 self.ports
                     .conversations
                     .insert_with_message(user, &conversation, &message)
@@ -454,7 +468,11 @@ impl Domain {
         };
         let conversation_id = user_message.conversation_id;
         let message_id = Uuid::now_v7();
-        let context = self.context(user, user_message).await?;
+        // A turn that fails before the model runs still ends, with `chat:error`.
+        let context = match self.context(user, user_message).await {
+            Ok(context) => context,
+            Err(e) => return Err(self.turn_failed(listener, user_message, e)),
+        };
         let tools = DomainTools {
             domain: self.clone(),
             user: user.clone(),
@@ -501,7 +519,11 @@ impl Domain {
             client_message_id: None,
             reply_to: failure.is_none().then_some(user_message.id),
         }
-        .validate(message_id, conversation_id, self.ports.clock.now())?;
+        .validate(message_id, conversation_id, self.ports.clock.now());
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(e) => return Err(self.turn_failed(listener, user_message, e)),
+        };
         let stored = self
             .ports
             .conversations
@@ -584,14 +606,22 @@ impl Domain {
                     open: true,
                     ..Default::default()
                 },
-                page: PageRequest::parse(Some(self.settings.context_items), None, 200)?,
+                page: PageRequest::parse(
+                    Some(self.settings.context_items),
+                    None,
+                    CONTEXT_ITEMS_MAX,
+                )?,
             },
             events: RangeQuery {
                 range: EventRange {
                     from: now,
                     to: now + Duration::days(7),
                 },
-                page: PageRequest::parse(Some(self.settings.context_items), None, 200)?,
+                page: PageRequest::parse(
+                    Some(self.settings.context_items),
+                    None,
+                    CONTEXT_ITEMS_MAX,
+                )?,
                 max_series: MAX_SERIES_PER_LISTING,
             },
         };

@@ -87,6 +87,9 @@ pub enum DomainError {
     /// A dependency (the database, a provider) is down or overloaded; nothing was half-written.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// The user has used up a quota (chat sends per hour): nothing was written.
+    #[error("rate limited: retry after {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
     /// A provider (the model, the embedder) answered with an error or with nonsense.
     #[error("bad gateway: {0}")]
     BadGateway(String),

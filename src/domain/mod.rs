@@ -8,6 +8,7 @@ pub mod conversation;
 pub mod error;
 pub mod event;
 pub mod indexer;
+pub mod limits;
 pub mod memory;
 pub mod page;
 pub mod ports;

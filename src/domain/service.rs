@@ -11,10 +11,12 @@ use uuid::Uuid;
 use super::assistant::{Assistant, DocKind, SemanticIndex};
 use super::bus::{Change, DomainEvent, EventBus};
 use super::conversation::{
-    Conversation, ConversationQuery, Message, MessageQuery, NewConversation, NewMessage,
+    Conversation, ConversationQuery, MESSAGE_TEXT_MAX, Message, MessageQuery, NewConversation,
+    NewMessage,
 };
 use super::error::{DomainError, DomainResult};
 use super::event::{Budget, Event, EventPatch, EventQuery, NewEvent, TooCostly};
+use super::limits::RateLimiter;
 use super::memory::{Memory, MemoryQuery, NewMemory};
 use super::page::Page;
 use super::ports::{
@@ -102,7 +104,16 @@ pub struct Settings {
     pub context_items: u32,
     /// Recalled memories given to the model.
     pub recall_limit: usize,
+    /// Longest chat message accepted, in characters (at most [`MESSAGE_TEXT_MAX`]).
+    pub max_text_chars: usize,
+    /// Chat messages a user may send per hour, on every edge together (0: unlimited).
+    pub chat_sends_per_hour: u32,
 }
+
+/// Open tasks and upcoming events given to the model, at most (`ai.context_items`).
+pub const CONTEXT_ITEMS_MAX: u32 = 200;
+/// Earlier messages given to the model, at most (`ai.history_messages`).
+pub const HISTORY_MESSAGES_MAX: u32 = 200;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -111,6 +122,8 @@ impl Default for Settings {
             history_messages: 20,
             context_items: 20,
             recall_limit: 5,
+            max_text_chars: MESSAGE_TEXT_MAX,
+            chat_sends_per_hour: 100,
         }
     }
 }
@@ -126,16 +139,18 @@ pub struct Domain {
     known_users: Arc<SignIns>,
     index_signal: Arc<Notify>,
     pub(crate) turns: Arc<Turns>,
+    pub(crate) sends: Arc<RateLimiter>,
 }
 
 impl Domain {
     pub fn new(ports: Ports, settings: Settings) -> Self {
         Self {
             ports,
-            settings,
             known_users: Arc::new(SignIns::new(Duration::from_secs(300), 100_000)),
             index_signal: Arc::new(Notify::new()),
             turns: Arc::new(Turns::default()),
+            sends: Arc::new(RateLimiter::new(settings.chat_sends_per_hour)),
+            settings,
         }
     }
 

@@ -62,9 +62,11 @@ impl ToolExecutor for DomainTools {
             ToolError::Domain(DomainError::NotFound) => "no such item".to_owned(),
             ToolError::Domain(DomainError::Conflict(message)) => message,
             ToolError::Domain(DomainError::Erased) => "the user was erased".to_owned(),
-            ToolError::Domain(DomainError::Unavailable(_) | DomainError::BadGateway(_)) => {
-                "the service is temporarily unavailable; try again later".to_owned()
-            }
+            ToolError::Domain(
+                DomainError::Unavailable(_)
+                | DomainError::BadGateway(_)
+                | DomainError::RateLimited { .. },
+            ) => "the service is temporarily unavailable; try again later".to_owned(),
             ToolError::Domain(DomainError::Internal(e)) => {
                 tracing::error!(tool = name, error = %e, "tool failed");
                 "the tool failed unexpectedly".to_owned()

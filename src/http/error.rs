@@ -65,6 +65,7 @@ impl ResponseError for ApiError {
                 DomainError::Conflict(_) => StatusCode::CONFLICT,
                 DomainError::Erased => StatusCode::UNAUTHORIZED,
                 DomainError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                DomainError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
                 DomainError::BadGateway(_) => StatusCode::BAD_GATEWAY,
                 DomainError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
@@ -92,6 +93,11 @@ impl ResponseError for ApiError {
                     None,
                 ),
                 DomainError::Unavailable(m) => ("unavailable", m.clone(), None),
+                DomainError::RateLimited { retry_after_secs } => (
+                    "rate_limited",
+                    format!("too many messages; try again in {retry_after_secs} s"),
+                    Some(json!({ "retryAfter": retry_after_secs })),
+                ),
                 DomainError::BadGateway(m) => ("bad_gateway", m.clone(), None),
                 DomainError::Internal(cause) => {
                     // The cause goes to the log, never to the client.
@@ -131,6 +137,9 @@ impl ResponseError for ApiError {
                 header::RETRY_AFTER,
                 HeaderValue::from_static(RETRY_AFTER_SECS),
             ));
+        }
+        if let Self::Domain(DomainError::RateLimited { retry_after_secs }) = self {
+            response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
         }
         if self.status_code() == StatusCode::UNAUTHORIZED {
             response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));

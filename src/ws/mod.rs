@@ -4,7 +4,6 @@
 
 pub mod fanout;
 pub mod hub;
-pub mod limits;
 pub mod packet;
 pub mod pg_fanout;
 pub mod queue;
@@ -20,7 +19,6 @@ use crate::config::RealtimeConfig;
 use crate::domain::Domain;
 use fanout::Fanout;
 use hub::Hub;
-use limits::RateLimiter;
 
 /// What every connection shares.
 pub struct Realtime {
@@ -28,7 +26,6 @@ pub struct Realtime {
     pub fanout: Arc<dyn Fanout>,
     pub domain: Domain,
     pub verifier: Arc<dyn TokenVerifier>,
-    pub limiter: RateLimiter,
     pub config: RealtimeConfig,
     /// Cancelled at shutdown: sockets get a Socket.IO DISCONNECT and close.
     pub closing: CancellationToken,

@@ -573,29 +573,6 @@ impl Connection {
             Ok(send) => send,
             Err(e) => return e,
         };
-        let id_len = send.client_message_id.chars().count();
-        if !(1..=64).contains(&id_len) {
-            return invalid("clientMessageId", "must be 1 to 64 characters");
-        }
-        let text_len = send.text.chars().count();
-        let max = realtime.config.max_text_chars;
-        if text_len > max {
-            return invalid("text", &format!("must be at most {max} characters"));
-        }
-        if send.text.trim().is_empty() {
-            return invalid("text", "must not be empty");
-        }
-        if let Err(wait) = realtime.limiter.check(&member.user) {
-            let secs = wait.as_secs().max(1);
-            return json!({
-                "ok": false,
-                "error": {
-                    "code": "rate_limited",
-                    "message": format!("too many messages; try again in {secs} s"),
-                    "retryAfter": secs,
-                },
-            });
-        }
         let request = ChatRequest {
             conversation_id: send.conversation_id,
             client_message_id: Some(send.client_message_id),
@@ -677,10 +654,6 @@ fn failure(code: &str, message: &str) -> Value {
     json!({ "ok": false, "error": { "code": code, "message": message } })
 }
 
-fn invalid(field: &str, problem: &str) -> Value {
-    invalid_fields(&FieldErrors::single(field, problem))
-}
-
 /// `validation_failed`, with the fields at fault as details (like a REST 400).
 fn invalid_fields(errors: &FieldErrors) -> Value {
     json!({
@@ -700,6 +673,14 @@ fn domain_failure(error: &DomainError) -> Value {
         DomainError::Conflict(m) => failure("conflict", m),
         DomainError::Erased => failure("unauthenticated", "this user was erased"),
         DomainError::Unavailable(m) => failure("unavailable", m),
+        DomainError::RateLimited { retry_after_secs } => json!({
+            "ok": false,
+            "error": {
+                "code": "rate_limited",
+                "message": format!("too many messages; try again in {retry_after_secs} s"),
+                "retryAfter": retry_after_secs,
+            },
+        }),
         DomainError::BadGateway(m) => failure("bad_gateway", m),
         DomainError::Internal(e) => {
             tracing::error!(error = ?e, "chat:send failed");

@@ -627,6 +627,63 @@ async fn limits_on_sockets_and_sends_per_user() {
     assert_eq!(limited["ok"], false);
     assert_eq!(limited["error"]["code"], "rate_limited");
     assert!(limited["error"]["retryAfter"].as_u64().unwrap() > 0);
+    // The budget is the user's, whatever the edge: `POST /v1/chat` has used it up too.
+    let over = app
+        .post("/v1/chat", "alice", json!({"text": "list my tasks"}))
+        .await;
+    assert_eq!(over.status, StatusCode::TOO_MANY_REQUESTS, "{}", over.body);
+    assert_eq!(over.body["error"]["code"], "rate_limited");
+    let wait: u64 = over.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(wait > 0 && wait <= 1800, "Retry-After {wait}");
+    let bob = app
+        .post("/v1/chat", "bob", json!({"text": "list my tasks"}))
+        .await;
+    assert_eq!(bob.status, StatusCode::OK, "{}", bob.body);
+}
+
+#[tokio::test]
+async fn a_message_over_the_configured_length_is_refused_on_every_edge() {
+    let app = spawn_app_with(|c| c.realtime.max_text_chars = 40, Default::default()).await;
+    let long = "a".repeat(41);
+    let mut socket = Client::connect(&app, "alice").await;
+    let ack = socket.emit("chat:send", send("l1", &long)).await;
+    assert_eq!(ack["error"]["code"], "validation_failed", "{ack}");
+    assert_eq!(
+        ack["error"]["details"]["text"],
+        "must be at most 40 characters"
+    );
+    for accept in ["application/json", "text/event-stream"] {
+        let reply = TestApp::send(
+            app.client
+                .post(app.url("/v1/chat"))
+                .bearer_auth("dev:alice")
+                .header("accept", accept)
+                .json(&json!({ "text": long })),
+        )
+        .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{accept}: {}",
+            reply.body
+        );
+        assert_eq!(
+            reply.body["error"]["details"]["text"],
+            "must be at most 40 characters"
+        );
+    }
+    // Nothing was stored.
+    let conversations = app.get("/v1/conversations", "alice").await;
+    assert_eq!(
+        conversations.body["items"],
+        json!([]),
+        "{}",
+        conversations.body
+    );
 }
 
 #[tokio::test]

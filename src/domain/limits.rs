@@ -1,12 +1,13 @@
-//! `chat:send` rate per user: a token bucket of `per_hour` tokens refilled evenly over the
-//! hour (so a user may send a burst of `per_hour`, then one every `3600 / per_hour` s).
-//! Per process: with several instances a user's budget is per instance.
+//! Chat sends per user, whatever the edge (`chat:send`, `POST /v1/chat`): a token bucket of
+//! `per_hour` tokens refilled evenly over the hour (so a user may send a burst of `per_hour`,
+//! then one every `3600 / per_hour` s). Per process: with several instances a user's budget
+//! is per instance.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::domain::UserId;
+use super::values::UserId;
 
 /// Buckets kept before full ones are swept away.
 const SWEEP_AT: usize = 10_000;
