@@ -289,11 +289,6 @@ impl Application {
         &self.domain
     }
 
-    /// The realtime edge (tests look at its hub).
-    pub fn realtime(&self) -> &web::Data<Realtime> {
-        &self.realtime
-    }
-
     /// Serves until SIGINT/SIGTERM (or a stop through [`Self::handle`]). On a signal: stops
     /// accepting connections, lets the turns in flight finish within the grace period (then
     /// cancels them, which stores what they streamed), sends every socket a Socket.IO

@@ -444,12 +444,6 @@ impl Domain {
         }
     }
 
-    /// Cancels the turn running in the conversation (this process only); what it streamed so
-    /// far is stored as the answer.
-    pub fn cancel_turn(&self, user: &UserId, conversation: Uuid) -> bool {
-        self.turns.cancel(user, conversation)
-    }
-
     /// Runs the assistant on an accepted message and stores its answer. Progress goes to the
     /// listener and the bus; on failure the user's message stays stored (and the tools that
     /// ran are kept in a partial assistant message).

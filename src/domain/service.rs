@@ -168,10 +168,6 @@ impl Domain {
         &self.turns
     }
 
-    pub fn ports(&self) -> &Ports {
-        &self.ports
-    }
-
     pub fn bus(&self) -> &Arc<dyn EventBus> {
         &self.ports.bus
     }

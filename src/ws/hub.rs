@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytestring::ByteString;
-use serde_json::{Value, json};
+use serde_json::json;
 use uuid::Uuid;
 
 use super::packet;
@@ -145,12 +145,6 @@ impl Hub {
             inner.users.remove(user);
         }
         inner.sockets -= dropped;
-    }
-
-    /// Queues an ack for one socket, in order with its events.
-    pub fn ack(&self, user: &UserId, sid: &str, ack_id: u64, payload: Value) {
-        let frame = ByteString::from(packet::ack_frame(ack_id, payload));
-        self.send_to(&mut self.lock(), user, sid, frame);
     }
 
     /// Queues an event for one socket only, in order with its other events.
