@@ -87,7 +87,10 @@ async fn chat(
     let (sender, receiver) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         let listener = Channel(sender);
-        listener.event(ChatEvent::Message(accepted.user_message.clone()));
+        // A retry's message was announced when it was first stored.
+        if accepted.fresh {
+            listener.event(ChatEvent::Message(accepted.user_message.clone()));
+        }
         // Failures went out as `chat:error` events.
         let _ = domain.answer(&user, &accepted, &listener).await;
     });

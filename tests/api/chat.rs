@@ -374,6 +374,9 @@ async fn a_turn_streams_as_server_sent_events() {
         .await
         .unwrap();
     let replay = sse_events(&again.text().await.unwrap());
+    let names: Vec<&str> = replay.iter().map(|(n, _)| n.as_str()).collect();
+    // The user's message is not new: only the stored answer comes again.
+    assert_eq!(names, ["chat:done"], "{replay:?}");
     assert_eq!(replay.last().unwrap().1["message"], *message);
     assert_eq!(
         app.get("/v1/tasks", "jack").await.body["items"]
