@@ -38,6 +38,13 @@ pub struct ChatRequest {
 /// What happens during a turn, in order, as clients see it (`chat:*` events).
 #[derive(Debug, Clone, PartialEq)]
 pub enum ChatEvent {
+    /// A turn began: its answer will be stored under `message_id`. Not sent to clients (the
+    /// realtime edge follows it, so that `chat:resume` knows of a turn before its first
+    /// token; see [`ChatEvent::is_internal`]).
+    Started {
+        conversation_id: Uuid,
+        message_id: Uuid,
+    },
     /// A message was stored: the user's, or the assistant's (just before `Done`).
     Message(Message),
     Delta {
@@ -67,12 +74,23 @@ impl ChatEvent {
     /// The event name (`chat:delta`, …).
     pub fn name(&self) -> &'static str {
         match self {
+            Self::Started { .. } => "chat:started",
             Self::Message(_) => "chat:message",
             Self::Delta { .. } => "chat:delta",
             Self::Tool { .. } => "chat:tool",
             Self::Done { .. } => "chat:done",
             Self::Error { .. } => "chat:error",
         }
+    }
+
+    /// Whether the event is for the server's own edges only, never written to a client.
+    pub fn is_internal(&self) -> bool {
+        matches!(self, Self::Started { .. })
+    }
+
+    /// Whether an event name is that of an internal event (see [`Self::is_internal`]).
+    pub fn is_internal_name(name: &str) -> bool {
+        name == "chat:started"
     }
 
     /// The event payload as JSON text, camelCase as clients expect. Written straight from
@@ -87,6 +105,10 @@ impl ChatEvent {
 #[derive(serde::Serialize)]
 #[serde(untagged, rename_all_fields = "camelCase")]
 enum ChatPayload<'a> {
+    Started {
+        conversation_id: Uuid,
+        message_id: Uuid,
+    },
     Message {
         message: &'a Message,
     },
@@ -116,6 +138,13 @@ enum ChatPayload<'a> {
 impl<'a> ChatPayload<'a> {
     fn of(event: &'a ChatEvent) -> Self {
         match event {
+            ChatEvent::Started {
+                conversation_id,
+                message_id,
+            } => Self::Started {
+                conversation_id: *conversation_id,
+                message_id: *message_id,
+            },
             ChatEvent::Message(message) => Self::Message { message },
             ChatEvent::Delta {
                 conversation_id,
@@ -462,6 +491,10 @@ impl Domain {
         };
         let conversation_id = user_message.conversation_id;
         let message_id = Uuid::now_v7();
+        listener.event(ChatEvent::Started {
+            conversation_id,
+            message_id,
+        });
         // A turn that fails before the model runs still ends, with `chat:error`.
         let context = match self.context(user, user_message).await {
             Ok(context) => context,

@@ -44,6 +44,9 @@ struct Channel(mpsc::UnboundedSender<ChatEvent>);
 
 impl ChatListener for Channel {
     fn event(&self, event: ChatEvent) {
+        if event.is_internal() {
+            return;
+        }
         // The client went away: the turn goes on and is stored all the same.
         let _ = self.0.send(event);
     }

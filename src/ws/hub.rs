@@ -4,8 +4,9 @@
 //! waits: a socket whose queue is full is disconnected (with a log line) rather than allowed to
 //! grow memory or hold up the others.
 //!
-//! The hub also follows every turn in flight from the `chat:*` events it delivers, so that a
-//! socket that (re)connects mid-answer can `chat:resume`: the answer to that request is queued
+//! The hub also follows every turn in flight from the `chat:*` events it delivers (from the
+//! internal `chat:started`, before the model's first token, to `chat:done` or `chat:error`),
+//! so that a socket that (re)connects mid-answer can `chat:resume`: the answer to that request is queued
 //! under the same lock as the deltas, so the text it carries is exactly what came before it in
 //! that socket's stream, and the deltas after it are exactly the rest.
 
@@ -19,6 +20,7 @@ use uuid::Uuid;
 use super::packet;
 use super::queue::{FrameQueue, Offer, SessionEnd};
 use crate::domain::UserId;
+use crate::domain::chat::ChatEvent;
 
 /// A socket's id (random, unique across instances).
 pub type SocketId = Arc<str>;
@@ -127,6 +129,10 @@ impl Hub {
     /// Sends an event to every socket of the user here, except `origin`.
     /// `payload` is JSON text.
     pub fn deliver(&self, user: &UserId, name: &str, payload: &str, origin: Option<&str>) {
+        if ChatEvent::is_internal_name(name) {
+            track(&mut self.lock(), user, name, payload);
+            return;
+        }
         let frame = ByteString::from(packet::event_frame(name, payload));
         let mut inner = self.lock();
         track(&mut inner, user, name, payload);
@@ -233,7 +239,7 @@ struct TurnFields<'a> {
 fn track(inner: &mut Inner, user: &UserId, name: &str, payload: &str) {
     if !matches!(
         name,
-        "chat:delta" | "chat:tool" | "chat:done" | "chat:error"
+        "chat:started" | "chat:delta" | "chat:tool" | "chat:done" | "chat:error"
     ) {
         return;
     }

@@ -787,6 +787,44 @@ async fn a_socket_that_reconnects_mid_answer_resumes_it() {
 }
 
 #[tokio::test]
+async fn a_turn_is_in_flight_before_its_first_token() {
+    // The model streams nothing until released: the turn waits for its first token.
+    let llm = SlowLlm::start(&[], &["Hi", " there"]).await;
+    let app = llm.spawn_app(|_| {}).await;
+    let mut sender = Client::connect(&app, "alice").await;
+    let mut other = Client::connect(&app, "alice").await;
+    let ack = sender.emit("chat:send", send("w", "say hi")).await;
+    let conversation = ack["conversationId"].clone();
+    other.event("chat:message").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while llm.requests() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the model was never called"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let resumed = other
+        .emit("chat:resume", json!({"conversationId": conversation}))
+        .await;
+    assert_eq!(resumed["ok"], true, "{resumed}");
+    assert_eq!(resumed["inFlight"], true, "{resumed}");
+    assert_eq!(resumed["text"], "", "{resumed}");
+    llm.release();
+    let events = other.events_until("chat:done").await;
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(!names.contains(&"chat:started"), "internal: {names:?}");
+    let done = &events.last().unwrap().1;
+    // The id announced before the first token is the answer's.
+    assert_eq!(done["message"]["id"], resumed["messageId"], "{events:?}");
+    assert_eq!(done["message"]["content"], "Hi there");
+    let after = other
+        .emit("chat:resume", json!({"conversationId": conversation}))
+        .await;
+    assert_eq!(after, json!({"ok": true, "inFlight": false}));
+}
+
+#[tokio::test]
 async fn cancel_stops_the_turn_and_keeps_what_was_streamed() {
     let llm = SlowLlm::start(&["Hel"], &["lo"]).await;
     let app = llm.spawn_app(|_| {}).await;
