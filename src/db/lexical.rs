@@ -3,10 +3,12 @@
 //! reads only the signed-in user's postings and sees every committed row. Matches are ranked
 //! by BM25 (see [`LexicalIndex::search`]'s query).
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Float4, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{Array, Float4, Integer, Text, Timestamptz, Uuid as SqlUuid};
 use uuid::Uuid;
 
 use super::PgStore;
@@ -30,9 +32,12 @@ fn source(kind: DocKind) -> (&'static str, &'static str) {
     }
 }
 
-/// At most this many distinct words of a query are weighed (each costs a pass over the
-/// matching documents); the query matches on all of them.
+/// At most this many distinct words of a query are weighed (bits of a mask); the query
+/// matches on all of them.
 const MAX_WORDS: usize = 16;
+/// Matching documents of each kind ranked by BM25, at most: the best by ts_rank (a bound on
+/// a search's cost when a word is in most of a user's documents).
+const MAX_MATCHES: usize = 5_000;
 
 /// The words of the query (`$2`), English-stemmed, any of which may match.
 const ANY_WORD: &str = "replace(plainto_tsquery('english', $2)::text, ' & ', ' | ')::tsquery";
@@ -73,6 +78,71 @@ fn kinds_or_all(kinds: &[DocKind]) -> Vec<DocKind> {
     }
 }
 
+#[derive(QueryableByName)]
+struct Word {
+    #[diesel(sql_type = Text)]
+    word: String,
+}
+
+#[derive(QueryableByName)]
+struct Match {
+    #[diesel(sql_type = Text)]
+    kind: String,
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = Integer)]
+    length: i32,
+    /// Bit `i`: the document has the query's word `i`.
+    #[diesel(sql_type = Integer)]
+    words: i32,
+}
+
+/// A lexeme as a tsquery operand (quoted, so that no character of it is an operator).
+fn operand(word: &str) -> String {
+    format!("'{}'", word.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+/// Okapi BM25 (k1 1.2, b 0.75) over the matching documents, each word counted once per
+/// document: a rare word of the query weighs more than a common one (ts_rank weighs them all
+/// alike, so a name the user says every day drowned the one word that mattered), and a long
+/// document counts each of its words for less. Document frequencies and the average length
+/// are those of the matching documents. Returns (score, match) best first.
+fn bm25(matches: Vec<Match>, words: usize, limit: usize) -> Vec<(f32, Match)> {
+    let n = matches.len() as f64;
+    if n == 0.0 {
+        return Vec::new();
+    }
+    let mut df = vec![0.0_f64; words];
+    let mut total_length = 0.0;
+    for m in &matches {
+        total_length += f64::from(m.length);
+        for (i, d) in df.iter_mut().enumerate() {
+            if m.words & (1 << i) != 0 {
+                *d += 1.0;
+            }
+        }
+    }
+    let average = (total_length / n).max(1.0);
+    let idf: Vec<f64> = df
+        .iter()
+        .map(|d| ((n - d + 0.5) / (d + 0.5) + 1.0).ln())
+        .collect();
+    let mut scored: Vec<(f32, Match)> = matches
+        .into_iter()
+        .map(|m| {
+            let weight: f64 = (0..words)
+                .filter(|i| m.words & (1 << i) != 0)
+                .map(|i| idf[i])
+                .sum();
+            let norm = 2.2 / (1.0 + 1.2 * (0.25 + 0.75 * f64::from(m.length) / average));
+            ((weight * norm) as f32, m)
+        })
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.id.cmp(&b.1.id)));
+    scored.truncate(limit);
+    scored
+}
+
 #[async_trait]
 impl LexicalIndex for PgStore {
     async fn search(
@@ -82,76 +152,83 @@ impl LexicalIndex for PgStore {
         kinds: &[DocKind],
         limit: usize,
     ) -> DomainResult<Vec<Found>> {
-        let user = user.as_str().to_owned();
+        let user_id = user.as_str().to_owned();
         let query = query.to_owned();
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let kinds = kinds_or_all(kinds);
-        // Every document of the user with any of the query's words (plainto_tsquery would
-        // want them all). The query is written out in each branch (not a CTE) so that the
-        // planner sees it and takes the index.
-        let matches: Vec<String> = kinds
-            .iter()
-            .map(|kind| {
-                let (table, _) = source(*kind);
-                format!(
-                    "SELECT '{kind}'::text AS kind, id, created_at, search FROM {table}
-                      WHERE user_id = $1 AND search @@ {ANY_WORD}",
-                    kind = kind.as_str()
-                )
-            })
-            .collect();
-        let texts: Vec<String> = kinds
-            .iter()
-            .map(|kind| {
-                let (table, text) = source(*kind);
-                format!(
-                    "SELECT top.kind, top.id, {text} AS text, top.created_at, top.rank::real AS rank
-                       FROM top JOIN {table} d ON d.id = top.id
-                      WHERE top.kind = '{kind}'",
-                    kind = kind.as_str()
-                )
-            })
-            .collect();
-        // Okapi BM25 (k1 1.2, b 0.75) with each word counted once per document: a rare word
-        // of the query weighs more than a common one (ts_rank weighs them all alike, so a
-        // name the user says every day drowned the one word that mattered), and a long
-        // document counts each of its words for less. Document frequencies and the average
-        // length are those of the matching documents, read in the same pass.
-        let sql = format!(
-            "WITH m AS MATERIALIZED ({matches}),
-                  words AS (SELECT plainto_tsquery('simple', w) AS q
-                              FROM unnest(tsvector_to_array(to_tsvector('english', $2))) AS w
-                             LIMIT {MAX_WORDS}),
-                  totals AS (SELECT count(*)::float8 AS n,
-                                    coalesce(avg(length(search)), 1)::float8 AS average
-                               FROM m),
-                  idf AS (SELECT words.q,
-                                 ln((totals.n - df.n + 0.5) / (df.n + 0.5) + 1) AS weight
-                            FROM words CROSS JOIN totals
-                            CROSS JOIN LATERAL (SELECT count(*)::float8 AS n
-                                                  FROM m WHERE m.search @@ words.q) df),
-                  top AS (SELECT m.kind, m.id, m.created_at,
-                                 (SELECT coalesce(sum(idf.weight), 0) FROM idf
-                                   WHERE m.search @@ idf.q)
-                                 * 2.2 / (1 + 1.2 * (0.25 + 0.75 * length(m.search)
-                                                            / greatest(totals.average, 1)))
-                                   AS rank
-                            FROM m CROSS JOIN totals
-                           ORDER BY rank DESC, m.id
-                           LIMIT $3)
-             {} ORDER BY rank DESC, id",
-            texts.join(" UNION ALL "),
-            matches = matches.join(" UNION ALL "),
-        );
-        self.run(move |conn| {
-            let rows: Vec<Row> = diesel::sql_query(sql)
-                .bind::<Text, _>(&user)
+        let (matches, words) = self
+            .run(move |conn| {
+                // The query's distinct words, as the documents' tsvectors hold them.
+                let words: Vec<String> = diesel::sql_query(format!(
+                    "SELECT w AS word
+                       FROM unnest(tsvector_to_array(to_tsvector('english', $1))) AS w
+                      LIMIT {MAX_WORDS}"
+                ))
                 .bind::<Text, _>(&query)
-                .bind::<BigInt, _>(limit)
-                .load(conn)?;
-            Ok(rows.into_iter().filter_map(Row::found).collect())
-        })
-        .await
+                .load::<Word>(conn)?
+                .into_iter()
+                .map(|w| w.word)
+                .collect();
+                if words.is_empty() {
+                    return Ok((Vec::new(), 0));
+                }
+                // Which of the words each matching document has, in one pass over the
+                // user's postings (a per-row subquery here costs a hundred times more).
+                let mask = (0..words.len())
+                    .map(|i| {
+                        format!(
+                            "(CASE WHEN search @@ $3[{}]::tsquery THEN {} ELSE 0 END)",
+                            i + 1,
+                            1_i32 << i
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" + ");
+                let operands: Vec<String> = words.iter().map(|w| operand(w)).collect();
+                let branches: Vec<String> = kinds
+                    .iter()
+                    .map(|kind| {
+                        let (table, _) = source(*kind);
+                        format!(
+                            "(SELECT '{kind}'::text AS kind, id, length(search) AS length,
+                                     {mask} AS words
+                                FROM {table}
+                               WHERE user_id = $1 AND search @@ {ANY_WORD}
+                               ORDER BY ts_rank(search, {ANY_WORD}, 1) DESC, id
+                               LIMIT {MAX_MATCHES})",
+                            kind = kind.as_str()
+                        )
+                    })
+                    .collect();
+                let matches: Vec<Match> = diesel::sql_query(branches.join(" UNION ALL "))
+                    .bind::<Text, _>(&user_id)
+                    .bind::<Text, _>(&query)
+                    .bind::<Array<Text>, _>(&operands)
+                    .load(conn)?;
+                Ok((matches, words.len()))
+            })
+            .await?;
+        let top = bm25(matches, words, limit);
+        if top.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<(DocKind, Uuid)> = top
+            .iter()
+            .filter_map(|(_, m)| Some((DocKind::parse(&m.kind)?, m.id)))
+            .collect();
+        let mut texts: HashMap<Uuid, Found> = self
+            .fetch(user, &ids)
+            .await?
+            .into_iter()
+            .map(|f| (f.id, f))
+            .collect();
+        Ok(top
+            .into_iter()
+            .filter_map(|(score, m)| {
+                let mut found = texts.remove(&m.id)?;
+                found.rank = score;
+                Some(found)
+            })
+            .collect())
     }
 
     async fn fetch(&self, user: &UserId, ids: &[(DocKind, Uuid)]) -> DomainResult<Vec<Found>> {
