@@ -16,7 +16,9 @@
 //!   process's CPU time per search (server and client share the process and the cores).
 //!
 //! `PIXIE_BENCH_PARTS` picks the parts (default `quality,latency`), `PIXIE_BENCH_SETS` the
-//! labelled sets of `bench/memory/` for quality (default `dataset.json,conversations.json`).
+//! labelled sets of `bench/memory/` for quality (default `dataset.json,conversations.json`),
+//! or paths to others in the same format (`bench/memory/from_locomo.py` makes one of the
+//! public LoCoMo benchmark).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -401,8 +403,9 @@ async fn quality(set: &str, dataset: &Dataset) -> anyhow::Result<()> {
         if embedder == EmbeddingsProvider::Hashed {
             modes.push(("lexical (PostgreSQL) alone".into(), Legs::Words, None));
         }
-        let default = Fusion::for_index(embedder != EmbeddingsProvider::Hashed);
         for (label, fusion) in [
+            ("reciprocal rank, k 10", Fusion::Rrf { k: 10.0 }),
+            ("reciprocal rank, k 60", Fusion::Rrf { k: 60.0 }),
             (
                 "meaning leads, words confirm (+0.05 in their top 10)",
                 Fusion::Confirm {
@@ -417,12 +420,10 @@ async fn quality(set: &str, dataset: &Dataset) -> anyhow::Result<()> {
                     depth: 10,
                 },
             ),
-            ("reciprocal rank, k 10", Fusion::Rrf { k: 10.0 }),
-            ("reciprocal rank, k 60", Fusion::Rrf { k: 60.0 }),
-            ("convex, meaning 0.7", Fusion::Convex(0.7)),
-            ("convex, meaning 0.9", Fusion::Convex(0.9)),
+            ("convex, meaning 0.5", Fusion::Convex(0.5)),
+            ("convex, meaning 0.8", Fusion::Convex(0.8)),
         ] {
-            let default = if fusion == default {
+            let default = if fusion == Fusion::default() {
                 ", the default"
             } else {
                 ""
@@ -438,7 +439,7 @@ async fn quality(set: &str, dataset: &Dataset) -> anyhow::Result<()> {
                 &server,
                 dataset,
                 &ids,
-                &format!("{path}.{set}.{name}.jsonl"),
+                &format!("{path}.{}.{name}.jsonl", set_name(set)),
             )
             .await?;
         }
@@ -510,7 +511,8 @@ async fn quality(set: &str, dataset: &Dataset) -> anyhow::Result<()> {
     let questions: usize = dataset.users.iter().map(|u| u.questions.len()).sum();
     let documents: usize = dataset.users.iter().map(|u| u.documents.len()).sum();
     println!(
-        "\n{set}: {questions} questions over {documents} documents of {} users\n",
+        "\n{}: {questions} questions over {documents} documents of {} users\n",
+        set_name(set),
         dataset.users.len()
     );
     println!("| retrieval | recall@5 | recall@10 | MRR@10 |");
@@ -543,8 +545,8 @@ async fn quality(set: &str, dataset: &Dataset) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Each leg's own top 30 for every question, with its scores (`PIXIE_BENCH_DUMP`): for trying
-/// other fusions outside the server.
+/// Each leg's own top 30 for every question, as the set's document keys with their scores
+/// (`PIXIE_BENCH_DUMP`): for trying other fusions outside the server.
 async fn dump(
     server: &Server,
     dataset: &Dataset,
@@ -555,6 +557,7 @@ async fn dump(
     let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
     for (user, keys) in dataset.users.iter().zip(ids) {
         let id = UserId::parse(&user.id).map_err(anyhow::Error::msg)?;
+        let key_of: HashMap<Uuid, &str> = keys.iter().map(|(k, v)| (*v, k.as_str())).collect();
         for question in &user.questions {
             let mut legs = Vec::new();
             // Convex(1) scores a meaning hit by its cosine, Convex(0) a word hit by its rank
@@ -579,15 +582,11 @@ async fn dump(
                     .await?;
                 legs.push(
                     hits.iter()
-                        .map(|h| serde_json::json!([h.id, h.kind, h.score]))
+                        .map(|h| serde_json::json!([key_of.get(&h.id), h.kind, h.score]))
                         .collect::<Vec<_>>(),
                 );
             }
-            let evidence: Vec<Uuid> = question
-                .evidence
-                .iter()
-                .filter_map(|k| keys.get(k).copied())
-                .collect();
+            let evidence = &question.evidence;
             let line = serde_json::json!({
                 "user": user.id, "q": question.q, "category": question.category,
                 "evidence": evidence, "meaning": legs[0], "words": legs[1],
@@ -596,6 +595,15 @@ async fn dump(
         }
     }
     Ok(())
+}
+
+/// A set's file name: `PIXIE_BENCH_SETS` names the sets of `bench/memory/` by name, and
+/// others (a converted public benchmark, see `from_locomo.py`) by path.
+fn set_name(set: &str) -> &str {
+    std::path::Path::new(set)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(set)
 }
 
 fn cpu_time() -> Duration {
@@ -723,7 +731,7 @@ fn main() -> anyhow::Result<()> {
                 if dir.join(set).is_file() {
                     quality(set, &read(set)?).await?;
                 } else {
-                    eprintln!("{set} is not in bench/memory/: skipped");
+                    anyhow::bail!("{set}: no such set in bench/memory/ nor such file");
                 }
             }
         }

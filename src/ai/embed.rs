@@ -30,11 +30,6 @@ pub trait Embedder: Send + Sync {
     /// What makes its vectors comparable with one another (the model and its weights, or the
     /// algorithm): recorded with the vector store, which refuses another embedder's queries.
     fn id(&self) -> String;
-    /// Whether its vectors carry meaning (a language model's) rather than words (the hashed
-    /// embedder's): recall lets meaning lead then, and fuses two views of words by rank else.
-    fn matches_meaning(&self) -> bool {
-        true
-    }
     /// One vector per text, in order.
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError>;
 }
@@ -134,10 +129,6 @@ impl Embedder for LocalEmbedder {
 
     fn id(&self) -> String {
         format!("hashed-v1:{}", self.dimension)
-    }
-
-    fn matches_meaning(&self) -> bool {
-        false
     }
 
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {

@@ -176,10 +176,6 @@ fn snippet(text: &str) -> String {
 
 #[async_trait]
 impl SemanticIndex for VectorIndex {
-    fn matches_meaning(&self) -> bool {
-        self.embedder.matches_meaning()
-    }
-
     async fn index(&self, documents: &[Document]) -> Result<(), AssistantError> {
         if documents.is_empty() {
             return Ok(());

@@ -97,8 +97,6 @@ pub trait SemanticIndex: Send + Sync {
     async fn forget(&self, user: &UserId, ids: &[Uuid]) -> Result<(), AssistantError>;
     /// Removes every document of the user.
     async fn forget_user(&self, user: &UserId) -> Result<(), AssistantError>;
-    /// Whether it matches by meaning (an embedding model) or, at heart, by words.
-    fn matches_meaning(&self) -> bool;
     /// The documents of this user closest in meaning to `query`, best first.
     async fn recall(
         &self,

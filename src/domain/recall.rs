@@ -2,13 +2,13 @@
 //!
 //! Two legs, each filtered to the signed-in user: meaning (the semantic index, which trails
 //! the writes by the indexer's backlog) and words (full text over committed rows, so a write
-//! is found the moment it is acknowledged). Their scores are combined (see [`Fusion`]; the
-//! choice and its weight are measured by `cargo bench --bench memory`). Then the ranking
-//! serves a person:
+//! is found the moment it is acknowledged). Each leg's hits are judged, then the two
+//! rankings are fused (see [`Fusion`]; the choice is measured by `cargo bench --bench
+//! memory`). The ranking serves a person:
 //! - at equal relevance, explicit memories, tasks and events come before chat messages, and
 //!   a message that asks something (a question states no fact) comes after both;
-//! - the turn's own message, messages that only repeat the question, and near-duplicates of a
-//!   better hit are left out;
+//! - the turn's own message and messages that only repeat the question are left out of each
+//!   leg, and near-duplicates of a better hit out of the answer;
 //! - the assistant's own replies are not in either leg at all (they are not indexed).
 //!
 //! When the semantic index cannot answer, recall goes on with words alone.
@@ -25,13 +25,8 @@ use super::ports::Found;
 use super::service::Domain;
 use super::values::UserId;
 
-/// With an embedding model, a document the word leg also finds (in its top
-/// [`CONFIRMED_DEPTH`]) gains this much cosine: enough to break near-ties, not to outrank a
-/// clearly closer meaning (see [`Fusion::Confirm`]).
-pub const CONFIRMED_BONUS: f32 = 0.05;
-pub const CONFIRMED_DEPTH: usize = 10;
-/// Reciprocal rank fusion's `k` for two word-based legs: small, so the top ranks weigh.
-pub const WORDS_RRF_K: f32 = 10.0;
+/// Reciprocal rank fusion's `k`: small, so that the top ranks of each leg weigh.
+pub const RRF_K: f32 = 10.0;
 /// A chat message weighs this much against a memory, task or event of the same ranks.
 const MESSAGE_WEIGHT: f32 = 0.8;
 /// And a message that asks something this much more.
@@ -62,39 +57,34 @@ pub struct RecallQuery<'a> {
     pub exclude: Option<Uuid>,
     /// Which legs run: both, except to measure one alone (`cargo bench --bench memory`).
     pub legs: Legs,
-    /// How the legs' rankings become one; `None`: [`Fusion::for_index`] of the semantic index.
+    /// How the legs' rankings become one; `None`: the default.
     pub fusion: Option<Fusion>,
 }
 
-/// How the two legs' hits are combined. `cargo bench --bench memory` measures them all over
-/// the labelled sets of `bench/memory/`; the defaults are [`Fusion::for_index`].
+/// How the two legs' hits are combined. `cargo bench --bench memory` measures them over the
+/// labelled sets of `bench/memory/` and the public LoCoMo benchmark; the default is
+/// reciprocal rank with `k` [`RRF_K`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Fusion {
-    /// Meaning leads: a hit scores its cosine, plus `bonus` when the word leg also has it in
-    /// its top `depth`; what only the words find comes after. With an embedding model the
-    /// meaning leg is by far the stronger (recall@10 0.75 against 0.61 on the conversational
-    /// set), and fusions that let the words vote as equals lose more than they gain.
-    Confirm { bonus: f32, depth: usize },
     /// Reciprocal rank fusion, `Σ 1 / (k + rank)`: positions only, the two legs as equals.
+    /// Which leg is the stronger depends on what the user says and asks (meaning on the
+    /// conversational set, words on LoCoMo, where names and rare nouns decide): fusions
+    /// that favour one leg lose where the other is the better, this one gains on all sets.
     Rrf { k: f32 },
+    /// Meaning leads: a hit scores its cosine, plus `bonus` when the word leg also has it in
+    /// its top `depth`; what only the words find comes after.
+    Confirm { bonus: f32, depth: usize },
     /// `w · cosine + (1 − w) · rank / the query's best rank`.
     Convex(f32),
 }
 
-impl Fusion {
-    /// The fusion for a semantic index that matches meaning (an embedding model), or words
-    /// (the hashed embedder, when two word-based legs are fused as equals).
-    pub fn for_index(matches_meaning: bool) -> Self {
-        if matches_meaning {
-            Self::Confirm {
-                bonus: CONFIRMED_BONUS,
-                depth: CONFIRMED_DEPTH,
-            }
-        } else {
-            Self::Rrf { k: WORDS_RRF_K }
-        }
+impl Default for Fusion {
+    fn default() -> Self {
+        Self::Rrf { k: RRF_K }
     }
+}
 
+impl Fusion {
     /// What a hit at `rank` (from 0) of the meaning leg, with this cosine, adds.
     fn meaning(self, rank: usize, cosine: f32) -> f32 {
         match self {
@@ -125,12 +115,6 @@ pub enum Legs {
     Words,
 }
 
-struct Candidate {
-    kind: DocKind,
-    score: f32,
-    found: Option<Found>,
-}
-
 impl Domain {
     /// Both legs (or one, as `query.legs` says), fused and ranked; see the module
     /// documentation.
@@ -143,7 +127,7 @@ impl Domain {
             return Ok(Vec::new());
         }
         // Deeper than the answer: hits are dropped below, and fusion needs each leg's tail.
-        let depth = (query.limit * 3).clamp(20, 100);
+        let depth = (query.limit * 5).clamp(30, 100);
         let meaning = async {
             if query.legs == Legs::Words {
                 return Ok(Vec::new());
@@ -169,59 +153,62 @@ impl Domain {
             Vec::new()
         });
 
-        let fusion = query
-            .fusion
-            .unwrap_or_else(|| Fusion::for_index(self.ports.index.matches_meaning()));
-        let best_words = words.iter().map(|f| f.rank).fold(0.0_f32, f32::max);
-        let mut candidates: HashMap<Uuid, Candidate> = HashMap::new();
-        for (rank, hit) in meaning.iter().enumerate() {
-            let c = candidates.entry(hit.id).or_insert(Candidate {
-                kind: hit.kind,
-                score: 0.0,
-                found: None,
-            });
-            c.score += fusion.meaning(rank, hit.score);
-        }
-        for (rank, found) in words.into_iter().enumerate() {
-            let c = candidates.entry(found.id).or_insert(Candidate {
-                kind: found.kind,
-                score: 0.0,
-                found: None,
-            });
-            c.score += fusion.words(rank, found.rank, best_words);
-            c.found = Some(found);
-        }
-        // What only the semantic index knew is read back: its text as stored now, and a
-        // document deleted since it was indexed is gone from the answer.
-        let unread: Vec<(DocKind, Uuid)> = candidates
+        let fusion = query.fusion.unwrap_or_default();
+        // Every candidate's text, to judge it: the word leg's hits carry theirs; what only the
+        // semantic index knew is read back (its text as stored now; a document deleted since
+        // it was indexed is gone from the answer).
+        let mut texts: HashMap<Uuid, Found> = words.iter().map(|f| (f.id, f.clone())).collect();
+        let unread: Vec<(DocKind, Uuid)> = meaning
             .iter()
-            .filter(|(_, c)| c.found.is_none())
-            .map(|(id, c)| (c.kind, *id))
+            .filter(|hit| !texts.contains_key(&hit.id))
+            .map(|hit| (hit.kind, hit.id))
             .collect();
         if !unread.is_empty() {
             for found in self.ports.lexical.fetch(user, &unread).await? {
-                if let Some(c) = candidates.get_mut(&found.id) {
-                    c.found = Some(found);
-                }
+                texts.insert(found.id, found);
             }
         }
 
+        // Each leg is judged before the two are fused, so that the positions fusion weighs
+        // are among the hits that could be answers: the message being answered and messages
+        // that only repeat the question go; a chat message weighs less than a memory, task
+        // or event, and one that asks something less again.
         let asked = Words::of(query.text);
-        let mut ranked: Vec<(f32, Found)> = candidates
-            .into_values()
-            .filter_map(|c| Some((c.score, c.found?)))
-            .filter(|(_, f)| Some(f.id) != query.exclude)
-            .filter_map(|(score, found)| {
-                if found.kind != DocKind::Message {
-                    return Some((score, found));
-                }
-                let question = is_question(&found.text);
-                if question && asked.repeated_by(&Words::of(&found.text)) {
-                    return None;
-                }
-                let weight = MESSAGE_WEIGHT * if question { QUESTION_WEIGHT } else { 1.0 };
-                Some((score * weight, found))
-            })
+        let weight_of = |id: Uuid| -> Option<f32> {
+            let found = texts.get(&id)?;
+            if Some(id) == query.exclude {
+                return None;
+            }
+            if found.kind != DocKind::Message {
+                return Some(1.0);
+            }
+            let question = is_question(&found.text);
+            if question && asked.repeated_by(&Words::of(&found.text)) {
+                return None;
+            }
+            Some(MESSAGE_WEIGHT * if question { QUESTION_WEIGHT } else { 1.0 })
+        };
+        let judged = |leg: Vec<(Uuid, f32)>| -> Vec<(Uuid, f32)> {
+            let mut leg: Vec<(Uuid, f32)> = leg
+                .into_iter()
+                .filter_map(|(id, score)| Some((id, score * weight_of(id)?)))
+                .collect();
+            leg.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            leg
+        };
+        let best_words = words.iter().map(|f| f.rank).fold(0.0_f32, f32::max);
+        let meaning = judged(meaning.iter().map(|h| (h.id, h.score)).collect());
+        let words = judged(words.iter().map(|f| (f.id, f.rank)).collect());
+        let mut fused: HashMap<Uuid, f32> = HashMap::new();
+        for (rank, (id, cosine)) in meaning.into_iter().enumerate() {
+            *fused.entry(id).or_default() += fusion.meaning(rank, cosine);
+        }
+        for (rank, (id, text_rank)) in words.into_iter().enumerate() {
+            *fused.entry(id).or_default() += fusion.words(rank, text_rank, best_words);
+        }
+        let mut ranked: Vec<(f32, Found)> = fused
+            .into_iter()
+            .filter_map(|(id, score)| Some((score, texts.remove(&id)?)))
             .collect();
         ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.id.cmp(&b.1.id)));
         let mut kept: Vec<(String, Words)> = Vec::new();
