@@ -312,6 +312,27 @@ impl Score {
     }
 }
 
+/// Counts one question's hits, overall and in its category.
+fn tally(
+    all: &mut Score,
+    by_category: &mut HashMap<String, Score>,
+    question: &Question,
+    keys: &HashMap<String, Uuid>,
+    hits: &[Uuid],
+) {
+    let evidence: Vec<Uuid> = question
+        .evidence
+        .iter()
+        .filter_map(|k| keys.get(k).copied())
+        .collect();
+    let rank = rank_of(hits, &evidence);
+    all.add(rank);
+    by_category
+        .entry(question.category.clone())
+        .or_default()
+        .add(rank);
+}
+
 /// The rank (from 1) of the first evidence document among the hits.
 fn rank_of(hits: &[Uuid], evidence: &[Uuid]) -> Option<usize> {
     hits.iter()
@@ -464,17 +485,7 @@ async fn quality(set: &str, dataset: &Dataset) -> anyhow::Result<()> {
                         )
                         .await?;
                     let hits: Vec<Uuid> = hits.iter().map(|h| h.id).collect();
-                    let evidence: Vec<Uuid> = question
-                        .evidence
-                        .iter()
-                        .filter_map(|k| keys.get(k).copied())
-                        .collect();
-                    let rank = rank_of(&hits, &evidence);
-                    all.add(rank);
-                    by_category
-                        .entry(question.category.clone())
-                        .or_default()
-                        .add(rank);
+                    tally(&mut all, &mut by_category, question, keys, &hits);
                 }
             }
             table.push((mode, all, by_category));
@@ -490,17 +501,7 @@ async fn quality(set: &str, dataset: &Dataset) -> anyhow::Result<()> {
                 );
                 for question in &user.questions {
                     let hits = index.top(&question.q, 10);
-                    let evidence: Vec<Uuid> = question
-                        .evidence
-                        .iter()
-                        .filter_map(|k| keys.get(k).copied())
-                        .collect();
-                    let rank = rank_of(&hits, &evidence);
-                    all.add(rank);
-                    by_category
-                        .entry(question.category.clone())
-                        .or_default()
-                        .add(rank);
+                    tally(&mut all, &mut by_category, question, keys, &hits);
                 }
             }
             table.push(("BM25 reference (in the bench)".into(), all, by_category));

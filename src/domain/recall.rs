@@ -157,7 +157,9 @@ impl Domain {
         // Every candidate's text, to judge it: the word leg's hits carry theirs; what only the
         // semantic index knew is read back (its text as stored now; a document deleted since
         // it was indexed is gone from the answer).
-        let mut texts: HashMap<Uuid, Found> = words.iter().map(|f| (f.id, f.clone())).collect();
+        let best_words = words.iter().map(|f| f.rank).fold(0.0_f32, f32::max);
+        let word_ranks: Vec<(Uuid, f32)> = words.iter().map(|f| (f.id, f.rank)).collect();
+        let mut texts: HashMap<Uuid, Found> = words.into_iter().map(|f| (f.id, f)).collect();
         let unread: Vec<(DocKind, Uuid)> = meaning
             .iter()
             .filter(|hit| !texts.contains_key(&hit.id))
@@ -196,9 +198,8 @@ impl Domain {
             leg.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
             leg
         };
-        let best_words = words.iter().map(|f| f.rank).fold(0.0_f32, f32::max);
         let meaning = judged(meaning.iter().map(|h| (h.id, h.score)).collect());
-        let words = judged(words.iter().map(|f| (f.id, f.rank)).collect());
+        let words = judged(word_ranks);
         let mut fused: HashMap<Uuid, f32> = HashMap::new();
         for (rank, (id, cosine)) in meaning.into_iter().enumerate() {
             *fused.entry(id).or_default() += fusion.meaning(rank, cosine);

@@ -81,26 +81,3 @@ fn meaning_is_matched_not_words() {
     assert!(sister > 0.5, "{sister}");
     assert!(sister > milk + 0.3, "sister {sister} vs milk {milk}");
 }
-
-#[test]
-#[ignore = "a timing, by hand: cargo test --test api minilm_timing -- --ignored --nocapture"]
-fn minilm_timing() {
-    let texts: Vec<String> = (0..40)
-        .map(|i| format!("when is my sister's birthday {i}?"))
-        .collect();
-    embed("warm up");
-    let started = std::time::Instant::now();
-    for t in &texts {
-        model().embed_batch(std::slice::from_ref(t)).unwrap();
-    }
-    eprintln!(
-        "single: {:?} per sentence",
-        started.elapsed() / texts.len() as u32
-    );
-    let started = std::time::Instant::now();
-    model().embed_batch(&texts).unwrap();
-    eprintln!(
-        "batch of 40: {:?} per sentence",
-        started.elapsed() / texts.len() as u32
-    );
-}
