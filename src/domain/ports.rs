@@ -36,14 +36,20 @@ pub trait UserRepository: Send + Sync {
     async fn release_delivery(&self, source: &str, id: &str) -> DomainResult<()>;
 }
 
-/// A document found by its words, or read back by id: the text the index holds for it.
+/// A document read back by id: the text the index holds for it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Found {
     pub kind: DocKind,
     pub id: Uuid,
     pub text: String,
     pub created_at: DateTime<Utc>,
-    /// Full-text rank (higher is better); 0 for a document read back by id.
+}
+
+/// A document found by its words: which one, and how well it matches (higher is better).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ranked {
+    pub kind: DocKind,
+    pub id: Uuid,
     pub rank: f32,
 }
 
@@ -52,14 +58,15 @@ pub struct Found {
 #[async_trait]
 pub trait LexicalIndex: Send + Sync {
     /// The user's documents of these kinds (all when empty) that share words with `query`,
-    /// best first.
+    /// best first. Their texts are read with [`fetch`](Self::fetch), together with the other
+    /// leg's hits.
     async fn search(
         &self,
         user: &UserId,
         query: &str,
         kinds: &[DocKind],
         limit: usize,
-    ) -> DomainResult<Vec<Found>>;
+    ) -> DomainResult<Vec<Ranked>>;
     /// These documents of the user as stored now; ids that are gone (or another user's) are
     /// left out.
     async fn fetch(&self, user: &UserId, ids: &[(DocKind, Uuid)]) -> DomainResult<Vec<Found>>;

@@ -154,22 +154,25 @@ impl Domain {
         });
 
         let fusion = query.fusion.unwrap_or_default();
-        // Every candidate's text, to judge it: the word leg's hits carry theirs; what only the
-        // semantic index knew is read back (its text as stored now; a document deleted since
-        // it was indexed is gone from the answer).
-        let best_words = words.iter().map(|f| f.rank).fold(0.0_f32, f32::max);
-        let word_ranks: Vec<(Uuid, f32)> = words.iter().map(|f| (f.id, f.rank)).collect();
-        let mut texts: HashMap<Uuid, Found> = words.into_iter().map(|f| (f.id, f)).collect();
-        let unread: Vec<(DocKind, Uuid)> = meaning
-            .iter()
-            .filter(|hit| !texts.contains_key(&hit.id))
-            .map(|hit| (hit.kind, hit.id))
+        // Every candidate's text, to judge it, read in one round trip: as stored now (a
+        // document deleted since the semantic index had it is gone from the answer).
+        let best_words = words.iter().map(|r| r.rank).fold(0.0_f32, f32::max);
+        let mut candidates: Vec<(DocKind, Uuid)> = words.iter().map(|r| (r.kind, r.id)).collect();
+        let mut seen: HashSet<Uuid> = candidates.iter().map(|(_, id)| *id).collect();
+        candidates.extend(
+            meaning
+                .iter()
+                .filter(|hit| seen.insert(hit.id))
+                .map(|hit| (hit.kind, hit.id)),
+        );
+        let mut texts: HashMap<Uuid, Found> = self
+            .ports
+            .lexical
+            .fetch(user, &candidates)
+            .await?
+            .into_iter()
+            .map(|f| (f.id, f))
             .collect();
-        if !unread.is_empty() {
-            for found in self.ports.lexical.fetch(user, &unread).await? {
-                texts.insert(found.id, found);
-            }
-        }
 
         // Each leg is judged before the two are fused, so that the positions fusion weighs
         // are among the hits that could be answers: the message being answered and messages
@@ -199,7 +202,7 @@ impl Domain {
             leg
         };
         let meaning = judged(meaning.iter().map(|h| (h.id, h.score)).collect());
-        let words = judged(word_ranks);
+        let words = judged(words.iter().map(|r| (r.id, r.rank)).collect());
         let mut fused: HashMap<Uuid, f32> = HashMap::new();
         for (rank, (id, cosine)) in meaning.into_iter().enumerate() {
             *fused.entry(id).or_default() += fusion.meaning(rank, cosine);
