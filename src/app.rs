@@ -16,15 +16,16 @@ use crate::ai::setup::{self as ai_setup, AiSecrets};
 use crate::ai::vector::VectorStore;
 use crate::auth;
 use crate::config::Config;
+use crate::db::relay::PgRelay;
 use crate::db::{self, PgStore};
 use crate::domain::indexer::{Indexer, IndexerSettings};
 use crate::domain::ports::{HealthCheck, SystemClock};
-use crate::domain::{Domain, Ports, Settings};
+use crate::domain::ports::{NoRelay, Relay};
+use crate::domain::{Domain, ErrorCode, Ports, Problem, Settings};
 use crate::http::error::error_body;
 use crate::http::{self, AppState, WebhookSecret};
-use crate::ws::fanout::{Fanout, Local, LocalFanout, RealtimeBus};
+use crate::ws::fanout::RealtimeBus;
 use crate::ws::hub::Hub;
-use crate::ws::pg_fanout::PgFanout;
 use crate::ws::{self, Realtime};
 
 /// Secrets, read from the environment only; never logged.
@@ -126,7 +127,24 @@ impl Application {
             tracing::info!(migrations = ?applied, "applied database migrations");
         }
         let store = Arc::new(PgStore::new(db::pool(&settings)?));
-        let bus = RealtimeBus::new();
+        // Wired in one pass: the relay and the hub first (they need nothing), the bus over
+        // them, the domain over the bus; what other instances signal is acted on by a task
+        // that holds the domain and the hub.
+        let (relay, incoming): (Arc<dyn Relay>, _) = match config.realtime.fanout {
+            crate::config::Fanout::Local => (Arc::new(NoRelay), None),
+            crate::config::Fanout::Postgres => {
+                let url = config.database.url.clone();
+                let (relay, incoming) = tokio::task::spawn_blocking(move || PgRelay::start(&url))
+                    .await
+                    .context("realtime fan-out start task failed")??;
+                (relay, Some(incoming))
+            }
+        };
+        let hub = Hub::new(
+            config.realtime.socket_queue,
+            config.realtime.max_sockets_per_user,
+        );
+        let bus = RealtimeBus::new(hub.clone(), relay.clone());
         let ai = ai_setup::build(
             &config.ai,
             &config.embeddings,
@@ -160,28 +178,11 @@ impl Application {
                 chat_sends_per_hour: config.realtime.chat_sends_per_hour,
             },
         );
-        let hub = Hub::new(
-            config.realtime.socket_queue,
-            config.realtime.max_sockets_per_user,
-        );
-        let local = Local {
-            hub: hub.clone(),
-            turns: domain.turns().clone(),
-            sign_ins: domain.sign_ins().clone(),
-        };
-        let fanout: Arc<dyn Fanout> = match config.realtime.fanout {
-            crate::config::Fanout::Local => Arc::new(LocalFanout::new(local)),
-            crate::config::Fanout::Postgres => {
-                let url = config.database.url.clone();
-                tokio::task::spawn_blocking(move || PgFanout::start(&url, local))
-                    .await
-                    .context("realtime fan-out start task failed")??
-            }
-        };
-        bus.connect(fanout.clone());
+        if let Some(incoming) = incoming {
+            tokio::spawn(ws::fanout::receive(incoming, domain.clone(), hub.clone()));
+        }
         let realtime = web::Data::new(Realtime {
             hub,
-            fanout,
             domain: domain.clone(),
             verifier: verifier.clone(),
             config: config.realtime.clone(),
@@ -260,7 +261,7 @@ impl Application {
             %addr,
             auth = ?config.auth.mode,
             llm = ai.provider_name,
-            fanout = realtime.fanout.name(),
+            fanout = relay.name(),
             vector_store = ai.store.name(),
             startup_ms = started.elapsed().as_millis() as u64,
             "pixie listening on http://{addr}"
@@ -356,7 +357,10 @@ async fn shutdown_signal() -> &'static str {
 }
 
 async fn not_found() -> HttpResponse {
-    HttpResponse::NotFound().json(error_body("not_found", "no such route", None))
+    HttpResponse::NotFound().json(error_body(&Problem::new(
+        ErrorCode::NotFound,
+        "no such route",
+    )))
 }
 
 /// Rebuilds the vector store from PostgreSQL for the configured embedder: drops the

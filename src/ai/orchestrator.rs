@@ -19,8 +19,10 @@ use tokio_util::sync::CancellationToken;
 use super::llm::{
     LlmError, LlmEvent, LlmMessage, LlmProvider, LlmRequest, LlmToolCall, ToolResult, ToolSpec,
 };
+use crate::domain::ErrorCode;
 use crate::domain::assistant::{
-    Assistant, AssistantError, ToolExecutor, TurnContext, TurnObserver, TurnOutput, TurnProgress,
+    Assistant, AssistantError, ToolExecutor, ToolFailure, TurnContext, TurnObserver, TurnOutput,
+    TurnProgress,
 };
 use crate::domain::conversation::{Message, Role, ToolCall, ToolCallStatus};
 
@@ -245,11 +247,15 @@ async fn round(
 }
 
 async fn run_tool(tools: &dyn ToolExecutor, known: &[ToolSpec], call: &LlmToolCall) -> ToolCall {
-    let parsed: Result<Value, String> = if call.arguments.trim().is_empty() {
+    let parsed: Result<Value, ToolFailure> = if call.arguments.trim().is_empty() {
         Ok(Value::Object(Default::default()))
     } else {
-        serde_json::from_str(&call.arguments)
-            .map_err(|e| format!("the arguments are not valid JSON: {e}"))
+        serde_json::from_str(&call.arguments).map_err(|e| {
+            ToolFailure::new(
+                ErrorCode::ValidationFailed,
+                format!("the arguments are not valid JSON: {e}"),
+            )
+        })
     };
     // Stored arguments are always an object; what the model sent otherwise is kept as `raw`.
     let arguments = match &parsed {
@@ -258,14 +264,15 @@ async fn run_tool(tools: &dyn ToolExecutor, known: &[ToolSpec], call: &LlmToolCa
     };
     let outcome = match parsed {
         Err(e) => Err(e),
-        Ok(_) if !known.iter().any(|t| t.name == call.name) => {
-            Err(format!("there is no tool named {:?}", call.name))
-        }
+        Ok(_) if !known.iter().any(|t| t.name == call.name) => Err(ToolFailure::new(
+            ErrorCode::NotFound,
+            format!("there is no tool named {:?}", call.name),
+        )),
         Ok(args) => tools.execute(&call.name, &args).await,
     };
-    let (status, result, error) = match outcome {
-        Ok(result) => (ToolCallStatus::Ok, Some(result), None),
-        Err(e) => (ToolCallStatus::Error, None, Some(e)),
+    let (status, result, error, error_code) = match outcome {
+        Ok(result) => (ToolCallStatus::Ok, Some(result), None, None),
+        Err(e) => (ToolCallStatus::Error, None, Some(e.message), Some(e.code)),
     };
     ToolCall {
         id: call.id.clone(),
@@ -274,6 +281,7 @@ async fn run_tool(tools: &dyn ToolExecutor, known: &[ToolSpec], call: &LlmToolCa
         status,
         result,
         error,
+        error_code,
     }
 }
 
@@ -324,7 +332,10 @@ impl Assistant for Orchestrator {
                     call_id: call.id.clone(),
                     content: match (&record.result, &record.error) {
                         (Some(result), _) => result.to_string(),
-                        (None, Some(error)) => serde_json::json!({ "error": error }).to_string(),
+                        (None, Some(error)) => {
+                            serde_json::json!({ "error": error, "code": record.error_code })
+                                .to_string()
+                        }
                         (None, None) => "null".to_owned(),
                     },
                     is_error: record.status == ToolCallStatus::Error,

@@ -7,6 +7,7 @@
 mod lexical;
 mod models;
 mod outbox;
+pub mod relay;
 mod repos;
 pub mod schema;
 

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::conversation::{Message, ToolCall};
+use super::error::ErrorCode;
 use super::event::Event;
 use super::task::Task;
 use super::values::UserId;
@@ -132,10 +133,26 @@ pub struct RecalledText {
 }
 
 /// The outcome of one tool call, as the model will see it.
-pub type ToolOutcome = Result<Value, String>;
+pub type ToolOutcome = Result<Value, ToolFailure>;
+
+/// A tool call that failed: a code of the contract's list and what the model can act on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolFailure {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ToolFailure {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
 
 /// The domain's side of the tool loop: runs a tool as the signed-in user. Validation errors,
-/// unknown tools and unknown ids come back as `Err(message)` for the model, never as a panic.
+/// unknown tools and unknown ids come back as `Err(failure)` for the model, never as a panic.
 #[async_trait]
 pub trait ToolExecutor: Send + Sync {
     async fn execute(&self, name: &str, arguments: &Value) -> ToolOutcome;

@@ -1,14 +1,15 @@
 //! Domain events: every change to a task or an event is published here, so that the realtime
 //! edge can fan it out to the user's sockets (and other instances, through their own bus).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use super::chat::ChatEvent;
+use super::chat::{ChatEvent, TurnStep};
 use super::event::Event;
 use super::task::Task;
 use super::values::UserId;
@@ -25,6 +26,8 @@ pub enum Change {
     Chat(ChatEvent),
     /// The user was erased: every session of theirs ends.
     UserErased,
+    /// The user asked to stop the turn running in this conversation, wherever it runs.
+    CancelTurn(Uuid),
 }
 
 impl Change {
@@ -39,6 +42,7 @@ impl Change {
             Self::EventDeleted(_) => "event:deleted",
             Self::Chat(event) => event.name(),
             Self::UserErased => "user:erased",
+            Self::CancelTurn(_) => "chat:cancel",
         }
     }
 
@@ -57,7 +61,7 @@ impl Change {
             Self::EventCreated(event) | Self::EventUpdated(event) => Body::Event { event },
             Self::TaskDeleted(id) | Self::EventDeleted(id) => Body::Gone { id: *id },
             Self::Chat(event) => return event.payload(),
-            Self::UserErased => Body::Empty {},
+            Self::UserErased | Self::CancelTurn(_) => Body::Empty {},
         };
         json_text(&body)
     }
@@ -114,5 +118,65 @@ impl EventBus for InProcessBus {
 
     fn subscribe(&self) -> broadcast::Receiver<Arc<DomainEvent>> {
         self.sender.subscribe()
+    }
+}
+
+/// What every instance of the server acts on, as it crosses between them (see
+/// [`super::ports::Relay`]): an event for a user's sockets, a turn to cancel, an erased
+/// user. Externally tagged, so that a payload from another instance is read once, as it was
+/// written, straight into its `RawValue`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Signal {
+    Event(Delivery),
+    Cancel {
+        user: UserId,
+        conversation: Uuid,
+    },
+    /// Their sockets are disconnected and their turns cancelled.
+    Erased {
+        user: UserId,
+    },
+}
+
+/// An event for the sockets of a user.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Delivery {
+    pub user: UserId,
+    pub name: Cow<'static, str>,
+    /// The event's payload, JSON written once and passed on as is; none for an event the
+    /// edges only follow (`chat:started`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Box<RawValue>>,
+    /// The step of a turn the event is (for `chat:resume`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<TurnStep>,
+    /// The connection the change came from (not echoed back to it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Arc<str>>,
+}
+
+impl Signal {
+    /// A domain event as the edges act on it, its payload written once.
+    pub fn of(event: &DomainEvent) -> Self {
+        let user = event.user_id.clone();
+        let (payload, step) = match &event.change {
+            Change::UserErased => return Self::Erased { user },
+            Change::CancelTurn(conversation) => {
+                return Self::Cancel {
+                    user,
+                    conversation: *conversation,
+                };
+            }
+            Change::Chat(chat) => ((!chat.is_internal()).then(|| chat.payload()), chat.step()),
+            change => (Some(change.payload()), None),
+        };
+        Self::Event(Delivery {
+            user,
+            name: Cow::Borrowed(event.change.name()),
+            payload,
+            step,
+            origin: event.origin.clone(),
+        })
     }
 }

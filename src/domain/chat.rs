@@ -6,13 +6,14 @@ use std::sync::{Arc, Mutex};
 
 use chrono::Duration;
 use serde_json::value::RawValue;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::assistant::{RecalledText, TurnContext, TurnObserver, TurnOutput, TurnProgress};
 use super::bus::Change;
 use super::conversation::{Conversation, Message, NewMessage, Role, ToolCall};
-use super::error::{DomainError, DomainResult};
+use super::error::{DomainError, DomainResult, ErrorCode};
 use super::event::EventRange;
 use super::page::{Page, PageRequest};
 use super::ports::{RangeQuery, TurnReads, TurnRows};
@@ -35,18 +36,20 @@ pub struct ChatRequest {
     pub origin: Option<Arc<str>>,
 }
 
-/// What happens during a turn, in order, as clients see it (`chat:*` events).
-#[derive(Debug, Clone, PartialEq)]
+/// What happens during a turn, in order, as clients see it (`chat:*` events). The wire
+/// payload is this type serialized: each variant's fields, camelCase.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(untagged, rename_all_fields = "camelCase")]
 pub enum ChatEvent {
-    /// A turn began: its answer will be stored under `message_id`. Not sent to clients (the
-    /// realtime edge follows it, so that `chat:resume` knows of a turn before its first
-    /// token; see [`ChatEvent::is_internal`]).
+    /// A turn was scheduled: its answer will be stored under `message_id`. Not sent to
+    /// clients (the realtime edge follows it, so that `chat:resume` knows of a turn from
+    /// the moment it is scheduled; see [`ChatEvent::is_internal`]).
     Started {
         conversation_id: Uuid,
         message_id: Uuid,
     },
     /// A message was stored: the user's, or the assistant's (just before `Done`).
-    Message(Message),
+    Message { message: Message },
     Delta {
         conversation_id: Uuid,
         message_id: Uuid,
@@ -63,11 +66,30 @@ pub enum ChatEvent {
     },
     Error {
         conversation_id: Uuid,
+        /// The id the answer would have been stored under.
+        message_id: Uuid,
         client_message_id: Option<String>,
-        code: &'static str,
+        code: ErrorCode,
         message: String,
         retryable: bool,
     },
+}
+
+/// How far a turn got, as the realtime edge follows it (for `chat:resume`), read from the
+/// typed events on this instance and carried with them to the others.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TurnStep {
+    /// Scheduled; its answer will be stored under this id.
+    Started { conversation: Uuid, answer: Uuid },
+    /// Streamed this text (a tool call streams none).
+    Streamed {
+        conversation: Uuid,
+        answer: Uuid,
+        text: String,
+    },
+    /// Ended, with `chat:done` or `chat:error`.
+    Ended { conversation: Uuid, answer: Uuid },
 }
 
 impl ChatEvent {
@@ -75,7 +97,7 @@ impl ChatEvent {
     pub fn name(&self) -> &'static str {
         match self {
             Self::Started { .. } => "chat:started",
-            Self::Message(_) => "chat:message",
+            Self::Message { .. } => "chat:message",
             Self::Delta { .. } => "chat:delta",
             Self::Tool { .. } => "chat:tool",
             Self::Done { .. } => "chat:done",
@@ -88,141 +110,113 @@ impl ChatEvent {
         matches!(self, Self::Started { .. })
     }
 
-    /// Whether an event name is that of an internal event (see [`Self::is_internal`]).
-    pub fn is_internal_name(name: &str) -> bool {
-        name == "chat:started"
+    /// Whether this event ends its turn.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, Self::Done { .. } | Self::Error { .. })
     }
 
-    /// The event payload as JSON text, camelCase as clients expect. Written straight from
-    /// the event: a turn sends several of these, and a `serde_json::Value` tree for each
-    /// would only be built to be written out again.
+    /// How far the turn got with this event; `None` for a stored message.
+    pub fn step(&self) -> Option<TurnStep> {
+        Some(match self {
+            Self::Started {
+                conversation_id,
+                message_id,
+            } => TurnStep::Started {
+                conversation: *conversation_id,
+                answer: *message_id,
+            },
+            Self::Delta {
+                conversation_id,
+                message_id,
+                text,
+            } => TurnStep::Streamed {
+                conversation: *conversation_id,
+                answer: *message_id,
+                text: text.clone(),
+            },
+            Self::Tool {
+                conversation_id,
+                message_id,
+                ..
+            } => TurnStep::Streamed {
+                conversation: *conversation_id,
+                answer: *message_id,
+                text: String::new(),
+            },
+            Self::Done {
+                conversation_id,
+                message,
+            } => TurnStep::Ended {
+                conversation: *conversation_id,
+                answer: message.id,
+            },
+            Self::Error {
+                conversation_id,
+                message_id,
+                ..
+            } => TurnStep::Ended {
+                conversation: *conversation_id,
+                answer: *message_id,
+            },
+            Self::Message { .. } => return None,
+        })
+    }
+
+    /// The event payload as JSON text, written straight from the event: a turn sends
+    /// several of these, and a `serde_json::Value` tree for each would only be built to be
+    /// written out again.
     pub fn payload(&self) -> Box<RawValue> {
-        super::bus::json_text(&ChatPayload::of(self))
+        super::bus::json_text(self)
     }
 }
 
-/// The wire shape of a [`ChatEvent`]'s payload.
-#[derive(serde::Serialize)]
-#[serde(untagged, rename_all_fields = "camelCase")]
-enum ChatPayload<'a> {
-    Started {
-        conversation_id: Uuid,
-        message_id: Uuid,
-    },
-    Message {
-        message: &'a Message,
-    },
-    Delta {
-        conversation_id: Uuid,
-        message_id: Uuid,
-        text: &'a str,
-    },
-    Tool {
-        conversation_id: Uuid,
-        message_id: Uuid,
-        call: &'a ToolCall,
-    },
-    Done {
-        conversation_id: Uuid,
-        message: &'a Message,
-    },
-    Error {
-        conversation_id: Uuid,
-        client_message_id: Option<&'a str>,
-        code: &'a str,
-        message: &'a str,
-        retryable: bool,
-    },
-}
-
-impl<'a> ChatPayload<'a> {
-    fn of(event: &'a ChatEvent) -> Self {
-        match event {
-            ChatEvent::Started {
-                conversation_id,
-                message_id,
-            } => Self::Started {
-                conversation_id: *conversation_id,
-                message_id: *message_id,
-            },
-            ChatEvent::Message(message) => Self::Message { message },
-            ChatEvent::Delta {
-                conversation_id,
-                message_id,
-                text,
-            } => Self::Delta {
-                conversation_id: *conversation_id,
-                message_id: *message_id,
-                text,
-            },
-            ChatEvent::Tool {
-                conversation_id,
-                message_id,
-                call,
-            } => Self::Tool {
-                conversation_id: *conversation_id,
-                message_id: *message_id,
-                call,
-            },
-            ChatEvent::Done {
-                conversation_id,
-                message,
-            } => Self::Done {
-                conversation_id: *conversation_id,
-                message,
-            },
-            ChatEvent::Error {
-                conversation_id,
-                client_message_id,
-                code,
-                message,
-                retryable,
-            } => Self::Error {
-                conversation_id: *conversation_id,
-                client_message_id: client_message_id.as_deref(),
-                code,
-                message,
-                retryable: *retryable,
-            },
-        }
-    }
-}
-
-/// Receives a turn's events as they happen. Must not block.
+/// Hears a turn's events as they happen (they also go on the bus, to every socket of the
+/// user). Must not block.
 pub trait ChatListener: Send + Sync {
-    fn event(&self, event: ChatEvent);
+    fn event(&self, event: &ChatEvent);
+    /// The turn ended: its stored answer, or why it failed (after its `chat:done` or
+    /// `chat:error` event). Called exactly once per scheduled turn.
+    fn ended(&self, outcome: DomainResult<Message>) {
+        let _ = outcome;
+    }
 }
 
-/// Ignores every event (a caller that only wants the final result).
+/// Ignores every event (an edge that follows the turn on the bus).
 pub struct NoListener;
 
 impl ChatListener for NoListener {
-    fn event(&self, _: ChatEvent) {}
+    fn event(&self, _: &ChatEvent) {}
 }
 
-/// Publishes a turn's events on the bus (every socket of the user sees them), then hands
-/// them to the caller's listener.
-struct Publish<'a> {
-    domain: &'a Domain,
-    user: &'a UserId,
-    inner: &'a dyn ChatListener,
-}
-
-impl ChatListener for Publish<'_> {
-    fn event(&self, event: ChatEvent) {
-        self.domain.publish(self.user, Change::Chat(event.clone()));
-        self.inner.event(event);
-    }
-}
-
-/// A user message accepted for a turn.
+/// What became of a chat message that was accepted.
 #[derive(Debug, Clone)]
-pub struct Accepted {
-    pub user_message: Message,
-    /// The stored answer when this is a retry of a turn that already finished.
-    pub answer: Option<Message>,
-    /// False when the message was stored by an earlier request with the same client id.
+pub struct Sent {
+    /// The user's message as stored.
+    pub message: Message,
+    /// False when it was stored by an earlier request with the same client id (a retry).
     pub fresh: bool,
+    pub turn: TurnState,
+}
+
+#[derive(Debug, Clone)]
+pub enum TurnState {
+    /// Its turn was scheduled: the listener and the bus hear its events, and exactly one of
+    /// them ends it (`chat:done` or `chat:error`); its answer will be stored under this id.
+    Scheduled { answer: Uuid },
+    /// A retry of a turn that finished: its stored answer (no turn runs).
+    Answered(Message),
+    /// A retry of a message whose turn is queued or running: that turn goes on, and its
+    /// events reach the bus (not this request's listener).
+    Running,
+}
+
+/// A user message stored for a turn.
+struct Accepted {
+    user_message: Message,
+    /// The stored answer when this is a retry of a turn that already finished.
+    answer: Option<Message>,
+    /// False when the message was stored by an earlier request with the same client id.
+    fresh: bool,
 }
 
 /// A finished turn.
@@ -250,53 +244,239 @@ fn title_from(text: &str) -> String {
     format!("{}…", cut.trim_end())
 }
 
-/// Forwards progress to the listener and keeps what was produced, so that a failed turn can
-/// still store the tools it ran.
+/// Forwards progress to the turn's ending and keeps what was produced, so that a failed
+/// turn can still store the tools it ran.
 struct Progress<'a> {
-    listener: &'a dyn ChatListener,
-    conversation_id: Uuid,
-    message_id: Uuid,
+    ending: &'a Ending,
     produced: Mutex<TurnOutput>,
 }
 
 impl TurnObserver for Progress<'_> {
     fn progress(&self, progress: TurnProgress) {
+        let (conversation_id, message_id) = (self.ending.conversation_id, self.ending.message_id);
         let event = {
             let mut produced = self.produced.lock().unwrap_or_else(|e| e.into_inner());
             match progress {
                 TurnProgress::Delta(text) => {
                     produced.text.push_str(&text);
                     ChatEvent::Delta {
-                        conversation_id: self.conversation_id,
-                        message_id: self.message_id,
+                        conversation_id,
+                        message_id,
                         text,
                     }
                 }
                 TurnProgress::Tool(call) => {
                     produced.tool_calls.push(call.clone());
                     ChatEvent::Tool {
-                        conversation_id: self.conversation_id,
-                        message_id: self.message_id,
+                        conversation_id,
+                        message_id,
                         call,
                     }
                 }
             }
         };
-        self.listener.event(event);
+        self.ending.event(event);
+    }
+}
+
+/// A scheduled turn's events, and its promise of exactly one terminal event: `done` and
+/// `fail` send it and consume the ending; an ending dropped without either (a failure
+/// nobody handled, a panic, a task dropped at shutdown) sends `chat:error` itself. Every
+/// event goes to the listener and on the bus.
+struct Ending {
+    domain: Domain,
+    user: UserId,
+    conversation_id: Uuid,
+    /// The id the answer will be stored under.
+    message_id: Uuid,
+    client_message_id: Option<String>,
+    listener: Arc<dyn ChatListener>,
+    ended: bool,
+}
+
+impl Ending {
+    /// A turn scheduled for the message: `chat:started` goes out at once.
+    fn begin(
+        domain: &Domain,
+        user: &UserId,
+        message: &Message,
+        listener: Arc<dyn ChatListener>,
+    ) -> Self {
+        let ending = Self {
+            domain: domain.clone(),
+            user: user.clone(),
+            conversation_id: message.conversation_id,
+            message_id: Uuid::now_v7(),
+            client_message_id: message.client_message_id.clone(),
+            listener,
+            ended: false,
+        };
+        ending.event(ChatEvent::Started {
+            conversation_id: ending.conversation_id,
+            message_id: ending.message_id,
+        });
+        ending
+    }
+
+    fn event(&self, event: ChatEvent) {
+        self.listener.event(&event);
+        self.domain.publish(&self.user, Change::Chat(event));
+    }
+
+    fn done(mut self, message: Message) {
+        self.ended = true;
+        self.event(ChatEvent::Done {
+            conversation_id: self.conversation_id,
+            message: message.clone(),
+        });
+        self.listener.ended(Ok(message));
+    }
+
+    fn fail(mut self, error: DomainError) {
+        self.ended = true;
+        self.send_error(&error);
+        self.listener.ended(Err(error));
+    }
+
+    fn send_error(&self, error: &DomainError) {
+        tracing::warn!(error = %error, conversation = %self.conversation_id, "chat turn failed");
+        let problem = error.problem();
+        self.event(ChatEvent::Error {
+            conversation_id: self.conversation_id,
+            message_id: self.message_id,
+            client_message_id: self.client_message_id.clone(),
+            code: problem.code,
+            message: problem.message,
+            retryable: error.is_retryable(),
+        });
+    }
+}
+
+impl Drop for Ending {
+    fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
+        tracing::error!(conversation = %self.conversation_id, "a chat turn stopped without ending (a panic, or its task was dropped)");
+        let error = DomainError::Unavailable(
+            "the turn stopped before it ended; send the message again".into(),
+        );
+        self.send_error(&error);
+        self.listener.ended(Err(error));
+    }
+}
+
+/// Hands a waiting caller the turn's outcome.
+struct Waiter(Mutex<Option<oneshot::Sender<DomainResult<Message>>>>);
+
+impl ChatListener for Waiter {
+    fn event(&self, _: &ChatEvent) {}
+
+    fn ended(&self, outcome: DomainResult<Message>) {
+        let sender = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(sender) = sender {
+            // The caller went away: the turn was stored all the same.
+            let _ = sender.send(outcome);
+        }
     }
 }
 
 impl Domain {
-    /// Stores the user's message, idempotently on its client id: a retry with the same id
-    /// and text returns the stored message (and its answer, if the turn finished); the same
-    /// id with another text is a conflict. Every edge comes through here, so the message's
-    /// limits and the user's send quota (charged once the message is valid) apply to all.
+    /// A chat message from any edge, from request to the end of its turn: its text and client
+    /// id are validated, the user's send quota is charged, the message is stored
+    /// (idempotently on its client id), and then either its stored answer is returned (a
+    /// retry of a finished turn), or its turn is scheduled after the turns before it in the
+    /// conversation. Returns once the message is stored; the turn's events go to `listener`
+    /// and on the bus, and exactly one `chat:done` or `chat:error` ends it.
     #[tracing::instrument(level = "debug", skip_all, fields(user = %user))]
-    pub async fn accept_message(
+    pub async fn send(
         &self,
         user: &UserId,
-        request: &ChatRequest,
-    ) -> DomainResult<Accepted> {
+        request: ChatRequest,
+        listener: Arc<dyn ChatListener>,
+    ) -> DomainResult<Sent> {
+        if self.turns.is_closed() {
+            return Err(refusal(Refused::Closed));
+        }
+        let Accepted {
+            user_message: message,
+            answer,
+            fresh,
+        } = self.accept_message(user, &request).await?;
+        if let Some(answer) = answer {
+            return Ok(Sent {
+                message,
+                fresh,
+                turn: TurnState::Answered(answer),
+            });
+        }
+        let mut ticket = match self
+            .turns
+            .reserve(user, message.conversation_id, message.id)
+        {
+            Ok(ticket) => ticket,
+            Err(Refused::Pending) => {
+                return Ok(Sent {
+                    message,
+                    fresh,
+                    turn: TurnState::Running,
+                });
+            }
+            // Stored, not answered: a retry with the same client id schedules it.
+            Err(refused @ Refused::Closed) => return Err(refusal(refused)),
+        };
+        if fresh {
+            listener.event(&ChatEvent::Message {
+                message: message.clone(),
+            });
+        }
+        let ending = Ending::begin(self, user, &message, listener);
+        let answer = ending.message_id;
+        let (domain, user, user_message) = (self.clone(), user.clone(), message.clone());
+        self.turns.spawn(async move {
+            let cancel = ticket.start().await;
+            if ticket.is_withdrawn() {
+                ending.fail(DomainError::Erased);
+                return;
+            }
+            match domain.run_turn(&user, &user_message, &ending, cancel).await {
+                Ok(answer) => ending.done(answer),
+                Err(e) => ending.fail(e),
+            }
+            // The next turn of the conversation starts after this one's last event.
+            drop(ticket);
+        });
+        Ok(Sent {
+            message,
+            fresh,
+            turn: TurnState::Scheduled { answer },
+        })
+    }
+
+    /// A whole turn, waited for: [`Self::send`], then the turn's outcome.
+    pub async fn chat(&self, user: &UserId, request: ChatRequest) -> DomainResult<ChatTurn> {
+        let (sender, outcome) = oneshot::channel();
+        let waiter = Arc::new(Waiter(Mutex::new(Some(sender))));
+        let sent = self.send(user, request, waiter).await?;
+        let assistant_message = match sent.turn {
+            TurnState::Answered(answer) => answer,
+            TurnState::Running => return Err(refusal(Refused::Pending)),
+            TurnState::Scheduled { .. } => outcome.await.map_err(|_| {
+                DomainError::Internal(anyhow::anyhow!("a chat turn ended without an outcome"))
+            })??,
+        };
+        Ok(ChatTurn {
+            conversation_id: sent.message.conversation_id,
+            user_message: sent.message,
+            assistant_message,
+        })
+    }
+
+    /// Stores the user's message, idempotently on its client id: a retry with the same id
+    /// and text returns the stored message (and its answer, if the turn finished); the same
+    /// id with another text is a conflict. The message's limits and the user's send quota
+    /// (charged once the message is valid) apply here, whatever the edge.
+    async fn accept_message(&self, user: &UserId, request: &ChatRequest) -> DomainResult<Accepted> {
         // A retry is found by the unique client id when the insert fails: a fresh message
         // costs no lookup.
         let now = self.ports.clock.now();
@@ -350,7 +530,9 @@ impl Domain {
                 self.signal_index();
                 self.publish_from(
                     user,
-                    Change::Chat(ChatEvent::Message(user_message.clone())),
+                    Change::Chat(ChatEvent::Message {
+                        message: user_message.clone(),
+                    }),
                     request.origin.clone(),
                 );
                 Ok(Accepted {
@@ -391,115 +573,19 @@ impl Domain {
         }))
     }
 
-    /// Answers an accepted message: its stored answer if it has one, else a turn, run after
-    /// the turns before it in the conversation. Progress goes to the listener and to the bus.
-    pub async fn answer(
-        &self,
-        user: &UserId,
-        accepted: &Accepted,
-        listener: &dyn ChatListener,
-    ) -> DomainResult<Message> {
-        let message = &accepted.user_message;
-        if let Some(answer) = &accepted.answer {
-            listener.event(ChatEvent::Done {
-                conversation_id: message.conversation_id,
-                message: answer.clone(),
-            });
-            return Ok(answer.clone());
-        }
-        let mut ticket = match self
-            .turns
-            .reserve(user, message.conversation_id, message.id)
-        {
-            Ok(ticket) => ticket,
-            Err(refused) => {
-                let (code, text) = match refused {
-                    Refused::Pending => ("conflict", "a turn for this message is already running"),
-                    Refused::Closed => ("unavailable", "the server is shutting down"),
-                };
-                listener.event(ChatEvent::Error {
-                    conversation_id: message.conversation_id,
-                    client_message_id: message.client_message_id.clone(),
-                    code,
-                    message: text.to_owned(),
-                    retryable: true,
-                });
-                return Err(refusal(refused));
-            }
-        };
-        let cancel = ticket.start().await;
-        if ticket.is_withdrawn() {
-            return Err(DomainError::Erased);
-        }
-        self.run_turn(user, message, listener, cancel).await
-    }
-
-    /// Schedules the turn of an accepted message in the background, unless it has its answer
-    /// or a turn already (a retry); the turn's progress goes to the bus only.
-    pub fn schedule(&self, user: &UserId, accepted: &Accepted) {
-        if accepted.answer.is_some() {
-            return;
-        }
-        let message = accepted.user_message.clone();
-        match self
-            .turns
-            .reserve(user, message.conversation_id, message.id)
-        {
-            Ok(mut ticket) => {
-                let domain = self.clone();
-                let user = user.clone();
-                self.turns.spawn(async move {
-                    let cancel = ticket.start().await;
-                    if ticket.is_withdrawn() {
-                        return;
-                    }
-                    // Failures went out as `chat:error`.
-                    let _ = domain.run_turn(&user, &message, &NoListener, cancel).await;
-                    drop(ticket);
-                });
-            }
-            // A retry of a message whose turn is under way: the one turn goes on.
-            Err(Refused::Pending) => {}
-            Err(Refused::Closed) => self.publish(
-                user,
-                Change::Chat(ChatEvent::Error {
-                    conversation_id: message.conversation_id,
-                    client_message_id: message.client_message_id.clone(),
-                    code: "unavailable",
-                    message: "the server is shutting down; send the message again later".into(),
-                    retryable: true,
-                }),
-            ),
-        }
-    }
-
     /// Runs the assistant on an accepted message and stores its answer. Progress goes to the
-    /// listener and the bus; on failure the user's message stays stored (and the tools that
-    /// ran are kept in a partial assistant message).
+    /// ending (the listener and the bus); on failure the user's message stays stored (and
+    /// the tools that ran are kept in a partial assistant message). The caller ends the turn.
     #[tracing::instrument(level = "debug", skip_all, fields(user = %user))]
     async fn run_turn(
         &self,
         user: &UserId,
         user_message: &Message,
-        listener: &dyn ChatListener,
+        ending: &Ending,
         cancel: CancellationToken,
     ) -> DomainResult<Message> {
-        let listener = &Publish {
-            domain: self,
-            user,
-            inner: listener,
-        };
         let conversation_id = user_message.conversation_id;
-        let message_id = Uuid::now_v7();
-        listener.event(ChatEvent::Started {
-            conversation_id,
-            message_id,
-        });
-        // A turn that fails before the model runs still ends, with `chat:error`.
-        let context = match self.context(user, user_message).await {
-            Ok(context) => context,
-            Err(e) => return Err(self.turn_failed(listener, user_message, e)),
-        };
+        let context = self.context(user, user_message).await?;
         let tools = DomainTools {
             domain: self.clone(),
             user: user.clone(),
@@ -507,9 +593,7 @@ impl Domain {
             message: Some(user_message.id),
         };
         let progress = Progress {
-            listener,
-            conversation_id,
-            message_id,
+            ending,
             produced: Mutex::new(TurnOutput::default()),
         };
         let started = std::time::Instant::now();
@@ -537,7 +621,7 @@ impl Domain {
         // A failed turn that already changed something keeps a record of it; it does not
         // count as the answer, so a retry runs the turn again.
         if let Some(e) = failure.as_ref().filter(|_| output.tool_calls.is_empty()) {
-            return Err(self.turn_failed(listener, user_message, e.clone().into()));
+            return Err(e.clone().into());
         }
         let answer = NewMessage {
             role: Role::Assistant,
@@ -546,77 +630,26 @@ impl Domain {
             client_message_id: None,
             reply_to: failure.is_none().then_some(user_message.id),
         }
-        .validate(message_id, conversation_id, self.ports.clock.now());
-        let answer = match answer {
-            Ok(answer) => answer,
-            Err(e) => return Err(self.turn_failed(listener, user_message, e)),
-        };
-        let stored = self
+        .validate(ending.message_id, conversation_id, self.ports.clock.now())
+        // What the model wrote is not the client's request: a refusal here is the server's.
+        .map_err(|e| DomainError::Internal(anyhow::anyhow!("the answer is not storable: {e}")))?;
+        let message = self
             .ports
             .conversations
             .append_message(user, &answer)
             .await
-            .and_then(|m| m.ok_or(DomainError::NotFound));
-        let message = match stored {
-            Ok(message) => message,
-            Err(e) => {
-                tracing::warn!(error = %e, "the assistant's answer could not be stored");
-                return Err(self.turn_failed(listener, user_message, e));
-            }
-        };
+            .and_then(|m| m.ok_or(DomainError::NotFound))
+            .inspect_err(
+                |e| tracing::warn!(error = %e, "the assistant's answer could not be stored"),
+            )?;
         self.signal_index();
-        listener.event(ChatEvent::Message(message.clone()));
-        if let Some(e) = failure {
-            return Err(self.turn_failed(listener, user_message, e.into()));
-        }
-        listener.event(ChatEvent::Done {
-            conversation_id,
+        ending.event(ChatEvent::Message {
             message: message.clone(),
         });
-        Ok(message)
-    }
-
-    /// Tells the listener the turn failed; the user's message stays stored.
-    fn turn_failed(
-        &self,
-        listener: &dyn ChatListener,
-        user_message: &Message,
-        error: DomainError,
-    ) -> DomainError {
-        tracing::warn!(error = %error, "chat turn failed");
-        let (code, message) = match &error {
-            DomainError::Unavailable(m) => ("unavailable", m.clone()),
-            DomainError::BadGateway(m) => ("bad_gateway", m.clone()),
-            _ => ("internal", "the turn failed".to_owned()),
-        };
-        listener.event(ChatEvent::Error {
-            conversation_id: user_message.conversation_id,
-            client_message_id: user_message.client_message_id.clone(),
-            code,
-            message,
-            retryable: matches!(error, DomainError::Unavailable(_)),
-        });
-        error
-    }
-
-    /// A whole turn, waited for: accept, then answer.
-    pub async fn chat(
-        &self,
-        user: &UserId,
-        request: ChatRequest,
-        listener: &dyn ChatListener,
-    ) -> DomainResult<ChatTurn> {
-        let accepted = self.accept_message(user, &request).await?;
-        if accepted.fresh {
-            listener.event(ChatEvent::Message(accepted.user_message.clone()));
+        match failure {
+            Some(e) => Err(e.into()),
+            None => Ok(message),
         }
-        let assistant_message = self.answer(user, &accepted, listener).await?;
-        let user_message = accepted.user_message;
-        Ok(ChatTurn {
-            conversation_id: user_message.conversation_id,
-            user_message,
-            assistant_message,
-        })
     }
 
     /// What the model sees besides the message: recent history, open tasks, the coming

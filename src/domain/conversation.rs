@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::error::{DomainResult, FieldErrors};
+use super::error::{DomainResult, ErrorCode, FieldErrors};
 use super::page::{Cursor, PageRequest};
 use super::values::optional_text;
 
@@ -94,6 +94,9 @@ pub struct ToolCall {
     pub status: ToolCallStatus,
     pub result: Option<Value>,
     pub error: Option<String>,
+    /// The failure's code (`ErrorCode`); absent from calls stored before codes were.
+    #[serde(default)]
+    pub error_code: Option<ErrorCode>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -20,6 +20,6 @@ pub mod turns;
 pub mod user;
 pub mod values;
 
-pub use error::{DomainError, DomainResult, FieldErrors};
+pub use error::{DomainError, DomainResult, ErrorCode, FieldErrors, Problem};
 pub use service::{Domain, Ports, Settings};
 pub use values::UserId;

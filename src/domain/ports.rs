@@ -264,3 +264,24 @@ pub trait Outbox: Send + Sync {
     /// Number of documents of one kind.
     async fn count(&self, kind: DocKind) -> DomainResult<i64>;
 }
+
+/// Carries signals to the server's other instances (behind a load balancer, sharing one
+/// database), best effort: an instance that misses one resynchronises its clients through
+/// REST. What the others send arrives on the receiver the relay was started with.
+pub trait Relay: Send + Sync {
+    /// Sends to every other instance; never blocks.
+    fn send(&self, signal: &super::bus::Signal);
+    /// `postgres`, or `local` when the server runs alone.
+    fn name(&self) -> &'static str;
+}
+
+/// The server runs alone: there is nobody to tell.
+pub struct NoRelay;
+
+impl Relay for NoRelay {
+    fn send(&self, _: &super::bus::Signal) {}
+
+    fn name(&self) -> &'static str {
+        "local"
+    }
+}

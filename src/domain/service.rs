@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::assistant::{Assistant, DocKind, SemanticIndex};
-use super::bus::{Change, DomainEvent, EventBus};
+use super::bus::{Change, DomainEvent, EventBus, Signal};
 use super::conversation::{
     Conversation, ConversationQuery, MESSAGE_TEXT_MAX, Message, MessageQuery, NewConversation,
     NewMessage,
@@ -214,8 +214,11 @@ impl Domain {
         self.known_users.remove(user);
         let erased = self.ports.users.erase(user, self.ports.clock.now()).await?;
         self.known_users.remove(user);
+        let turns = self.turns.cancel_user(user);
         self.signal_index();
+        // The other instances end the user's sign-ins and turns when they hear of it.
         self.publish(user, Change::UserErased);
+        tracing::info!(turns, "erased user's turns cancelled here");
         tracing::info!(erased, "user erased");
         Ok(erased)
     }
@@ -246,8 +249,25 @@ impl Domain {
     }
 
     /// Users whose row is known to exist; other instances' erasures are told to it.
-    pub fn sign_ins(&self) -> &Arc<SignIns> {
-        &self.known_users
+    /// Cancels the turn running in the user's conversation, here or on another instance.
+    pub fn cancel_turn(&self, user: &UserId, conversation: Uuid) {
+        self.turns.cancel(user, conversation);
+        self.publish(user, Change::CancelTurn(conversation));
+    }
+
+    /// Acts on what another instance signalled: a turn to cancel, an erased user.
+    pub fn receive(&self, signal: &Signal) {
+        match signal {
+            Signal::Cancel { user, conversation } => {
+                self.turns.cancel(user, *conversation);
+            }
+            Signal::Erased { user } => {
+                self.known_users.remove(user);
+                let turns = self.turns.cancel_user(user);
+                tracing::info!(user = %user, turns, "erased user's turns cancelled here");
+            }
+            Signal::Event(_) => {}
+        }
     }
 
     // ----- tasks -----------------------------------------------------------------------------

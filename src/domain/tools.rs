@@ -14,8 +14,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::assistant::{DocKind, ToolExecutor, ToolOutcome};
-use super::error::DomainError;
+use super::assistant::{DocKind, ToolExecutor, ToolFailure, ToolOutcome};
+use super::error::{DomainError, ErrorCode};
 use super::event::{Event, EventPatch, EventQuery, EventRange, NewEvent};
 use super::memory::{MemoryKind, NewMemory};
 use super::page::PageRequest;
@@ -53,32 +53,41 @@ impl ToolExecutor for DomainTools {
             "list_events" => self.list_events(args(arguments)?).await,
             "remember" => self.remember(args(arguments)?).await,
             "search_memory" => self.search_memory(args(arguments)?).await,
-            other => return Err(format!("unknown tool {other:?}")),
+            other => {
+                return Err(ToolFailure::new(
+                    ErrorCode::NotFound,
+                    format!("unknown tool {other:?}"),
+                ));
+            }
         };
         result.map_err(|e| match e {
-            ToolError::Domain(DomainError::Validation(fields)) => {
-                format!("invalid arguments: {fields}")
+            ToolError::Domain(e) => {
+                let message = match &e {
+                    DomainError::Validation(fields) => format!("invalid arguments: {fields}"),
+                    DomainError::NotFound => "no such item".to_owned(),
+                    DomainError::Conflict(message) => message.clone(),
+                    DomainError::Erased => "the user was erased".to_owned(),
+                    DomainError::Unavailable(_)
+                    | DomainError::BadGateway(_)
+                    | DomainError::RateLimited { .. } => {
+                        "the service is temporarily unavailable; try again later".to_owned()
+                    }
+                    DomainError::Internal(cause) => {
+                        tracing::error!(tool = name, error = %cause, "tool failed");
+                        "the tool failed unexpectedly".to_owned()
+                    }
+                };
+                ToolFailure::new(e.code(), message)
             }
-            ToolError::Domain(DomainError::NotFound) => "no such item".to_owned(),
-            ToolError::Domain(DomainError::Conflict(message)) => message,
-            ToolError::Domain(DomainError::Erased) => "the user was erased".to_owned(),
-            ToolError::Domain(
-                DomainError::Unavailable(_)
-                | DomainError::BadGateway(_)
-                | DomainError::RateLimited { .. },
-            ) => "the service is temporarily unavailable; try again later".to_owned(),
-            ToolError::Domain(DomainError::Internal(e)) => {
-                tracing::error!(tool = name, error = %e, "tool failed");
-                "the tool failed unexpectedly".to_owned()
-            }
-            ToolError::Message(message) => message,
+            ToolError::Refused(code, message) => ToolFailure::new(code, message),
         })
     }
 }
 
 enum ToolError {
     Domain(DomainError),
-    Message(String),
+    /// Refused before the domain was asked (bad arguments, no single matching item).
+    Refused(ErrorCode, String),
 }
 
 impl From<DomainError> for ToolError {
@@ -87,15 +96,20 @@ impl From<DomainError> for ToolError {
     }
 }
 
+/// Arguments the model got wrong.
 impl From<String> for ToolError {
     fn from(message: String) -> Self {
-        Self::Message(message)
+        Self::Refused(ErrorCode::ValidationFailed, message)
     }
 }
 
 type ToolResult = Result<Value, ToolError>;
 
-fn args<T: DeserializeOwned>(arguments: &Value) -> Result<T, String> {
+fn args<T: DeserializeOwned>(arguments: &Value) -> Result<T, ToolFailure> {
+    parse_args(arguments).map_err(|m| ToolFailure::new(ErrorCode::ValidationFailed, m))
+}
+
+fn parse_args<T: DeserializeOwned>(arguments: &Value) -> Result<T, String> {
     if !arguments.is_object() {
         return Err("arguments must be a JSON object".to_owned());
     }
@@ -533,7 +547,10 @@ fn best_match<T>(
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0));
     match scored.as_slice() {
-        [] => Err(format!("no {what} matches {query:?}").into()),
+        [] => Err(ToolError::Refused(
+            ErrorCode::NotFound,
+            format!("no {what} matches {query:?}"),
+        )),
         [(best, _), (second, other), ..]
             if best - second < 0.05 && title(&scored[0].1) != title(other) =>
         {
@@ -596,12 +613,14 @@ mod tests {
             "Call Ana".to_owned(),
         ];
         match best_match(twins, |s| s, "sam", "task") {
-            Err(ToolError::Message(m)) => assert!(m.contains("several tasks"), "{m}"),
+            Err(ToolError::Refused(ErrorCode::ValidationFailed, m)) => {
+                assert!(m.contains("several tasks"), "{m}")
+            }
             _ => panic!("ambiguous titles must be refused"),
         }
         assert!(matches!(
             best_match(items, |s| s, "dentist", "task"),
-            Err(ToolError::Message(_))
+            Err(ToolError::Refused(ErrorCode::NotFound, _))
         ));
     }
 }

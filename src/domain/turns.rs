@@ -151,6 +151,11 @@ impl Turns {
         count
     }
 
+    /// Whether shutdown began: no turn is scheduled any more.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
     /// Turns queued or running.
     pub fn in_flight(&self) -> usize {
         self.lock().pending.len()

@@ -2,8 +2,10 @@
 //! Server-Sent Events named like the Socket.IO events (`chat:message`, `chat:delta`,
 //! `chat:tool`, `chat:done`, `chat:error`).
 //!
-//! Either way the turn runs in its own task: a client that hangs up does not cut it half-way;
-//! its answer is stored and can be read from the conversation's messages.
+//! Either way the turn runs in the background: a client that hangs up does not cut it
+//! half-way; its answer is stored and can be read from the conversation's messages.
+
+use std::sync::Arc;
 
 use actix_web::http::header;
 use actix_web::web::Bytes;
@@ -18,7 +20,7 @@ use super::auth::AuthUser;
 use super::error::ApiResult;
 use super::extract::ApiJson;
 use crate::domain::DomainError;
-use crate::domain::chat::{ChatEvent, ChatListener, ChatRequest, NoListener};
+use crate::domain::chat::{ChatEvent, ChatListener, ChatRequest, TurnState};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/chat").post(chat));
@@ -40,15 +42,15 @@ fn wants_event_stream(req: &HttpRequest) -> bool {
 }
 
 /// Sends a turn's events into a channel; the SSE response drains it.
-struct Channel(mpsc::UnboundedSender<ChatEvent>);
+struct Channel(mpsc::UnboundedSender<Bytes>);
 
 impl ChatListener for Channel {
-    fn event(&self, event: ChatEvent) {
+    fn event(&self, event: &ChatEvent) {
         if event.is_internal() {
             return;
         }
         // The client went away: the turn goes on and is stored all the same.
-        let _ = self.0.send(event);
+        let _ = self.0.send(sse(event));
     }
 }
 
@@ -72,34 +74,44 @@ async fn chat(
         text: body.text,
         origin: None,
     };
-    let domain = state.domain.clone();
+    let domain = &state.domain;
     let user = user.0;
     if !wants_event_stream(&req) {
-        let turn = tokio::spawn(async move { domain.chat(&user, request, &NoListener).await })
-            .await
-            .map_err(|e| DomainError::Internal(anyhow::anyhow!("chat turn task failed: {e}")))??;
+        let turn = domain.chat(&user, request).await?;
         return Ok(HttpResponse::Ok().json(json!({
             "conversationId": turn.conversation_id,
             "userMessage": turn.user_message,
             "assistantMessage": turn.assistant_message,
         })));
     }
-    // Refusals (bad input, unknown conversation, conflict) are plain HTTP errors; once the
-    // message is stored, everything else is an event.
-    let accepted = domain.accept_message(&user, &request).await?;
+    // Refusals (bad input, unknown conversation, quota, conflict) are plain HTTP errors; once
+    // the message is stored, everything else is an event.
     let (sender, receiver) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let listener = Channel(sender);
-        // A retry's message was announced when it was first stored.
-        if accepted.fresh {
-            listener.event(ChatEvent::Message(accepted.user_message.clone()));
+    let sent = domain
+        .send(&user, request, Arc::new(Channel(sender.clone())))
+        .await?;
+    match sent.turn {
+        // Its events, ending in one terminal event, are on their way.
+        TurnState::Scheduled { .. } => {}
+        // A retry of a finished turn: the answer again (the message was announced when it
+        // was first stored).
+        TurnState::Answered(message) => {
+            let _ = sender.send(sse(&ChatEvent::Done {
+                conversation_id: message.conversation_id,
+                message,
+            }));
         }
-        // Failures went out as `chat:error` events.
-        let _ = domain.answer(&user, &accepted, &listener).await;
-    });
+        TurnState::Running => {
+            return Err(DomainError::Conflict(
+                "a turn for this message is already running; its answer will be stored".into(),
+            )
+            .into());
+        }
+    }
+    drop(sender);
     let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
-        let event = receiver.recv().await?;
-        Some((Ok::<_, actix_web::Error>(sse(&event)), receiver))
+        let frame = receiver.recv().await?;
+        Some((Ok::<_, actix_web::Error>(frame), receiver))
     });
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "text/event-stream"))

@@ -1,4 +1,5 @@
-//! The one place where errors become HTTP statuses and the JSON error body of the contract:
+//! Where errors become HTTP responses: the status of their code (`ErrorCode::http_status`),
+//! the headers that go with it, and the JSON error body of the contract,
 //! `{"error": {"code", "message", "details"?}}`.
 
 use actix_web::http::StatusCode;
@@ -7,7 +8,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde_json::{Value, json};
 
 use crate::auth::AuthError;
-use crate::domain::{DomainError, FieldErrors};
+use crate::domain::{DomainError, ErrorCode, FieldErrors, Problem};
 
 /// Seconds a client should wait before retrying a 503.
 const RETRY_AFTER_SECS: &str = "5";
@@ -48,89 +49,53 @@ impl ApiError {
 }
 
 /// The JSON body of an error response.
-pub fn error_body(code: &str, message: &str, details: Option<Value>) -> Value {
-    let mut error = json!({ "code": code, "message": message });
-    if let Some(details) = details {
-        error["details"] = details;
+pub fn error_body(problem: &Problem) -> Value {
+    json!({ "error": problem })
+}
+
+impl ApiError {
+    fn problem(&self) -> Problem {
+        match self {
+            Self::Domain(e) => e.problem(),
+            Self::InvalidJson(m) => Problem::new(ErrorCode::InvalidJson, m.clone()),
+            Self::Unauthenticated(reason) => {
+                tracing::debug!(%reason, "unauthenticated request");
+                Problem::new(
+                    ErrorCode::Unauthenticated,
+                    "a valid bearer token is required",
+                )
+            }
+            Self::PayloadTooLarge => Problem::new(
+                ErrorCode::PayloadTooLarge,
+                "the request body is over the size limit",
+            ),
+            Self::UnsupportedEncoding => Problem::new(
+                ErrorCode::UnsupportedEncoding,
+                "compressed request bodies are not accepted: send the body without Content-Encoding",
+            ),
+            Self::BodyTimeout => Problem::new(
+                ErrorCode::RequestTimeout,
+                "the request body did not arrive in time",
+            ),
+        }
     }
-    json!({ "error": error })
 }
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        match self {
-            Self::Domain(e) => match e {
-                DomainError::NotFound => StatusCode::NOT_FOUND,
-                DomainError::Validation(_) => StatusCode::BAD_REQUEST,
-                DomainError::Conflict(_) => StatusCode::CONFLICT,
-                DomainError::Erased => StatusCode::UNAUTHORIZED,
-                DomainError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-                DomainError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-                DomainError::BadGateway(_) => StatusCode::BAD_GATEWAY,
-                DomainError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            },
-            Self::InvalidJson(_) => StatusCode::BAD_REQUEST,
-            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-        }
+        let code = match self {
+            Self::Domain(e) => e.code(),
+            Self::InvalidJson(_) => ErrorCode::InvalidJson,
+            Self::Unauthenticated(_) => ErrorCode::Unauthenticated,
+            Self::PayloadTooLarge => ErrorCode::PayloadTooLarge,
+            Self::UnsupportedEncoding => ErrorCode::UnsupportedEncoding,
+            Self::BodyTimeout => ErrorCode::RequestTimeout,
+        };
+        StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
     fn error_response(&self) -> HttpResponse {
-        let (code, message, details) = match self {
-            Self::Domain(e) => match e {
-                DomainError::NotFound => ("not_found", "no such resource".to_owned(), None),
-                DomainError::Validation(fields) => (
-                    "validation_failed",
-                    format!("invalid request: {fields}"),
-                    serde_json::to_value(fields).ok(),
-                ),
-                DomainError::Conflict(m) => ("conflict", m.clone(), None),
-                DomainError::Erased => (
-                    "unauthenticated",
-                    "this user was erased; sign in again".to_owned(),
-                    None,
-                ),
-                DomainError::Unavailable(m) => ("unavailable", m.clone(), None),
-                DomainError::RateLimited { retry_after_secs } => (
-                    "rate_limited",
-                    format!("too many messages; try again in {retry_after_secs} s"),
-                    Some(json!({ "retryAfter": retry_after_secs })),
-                ),
-                DomainError::BadGateway(m) => ("bad_gateway", m.clone(), None),
-                DomainError::Internal(cause) => {
-                    // The cause goes to the log, never to the client.
-                    tracing::error!(error = format!("{cause:#}"), "internal error");
-                    ("internal", "internal error".to_owned(), None)
-                }
-            },
-            Self::InvalidJson(m) => ("invalid_json", m.clone(), None),
-            Self::Unauthenticated(reason) => {
-                tracing::debug!(%reason, "unauthenticated request");
-                (
-                    "unauthenticated",
-                    "a valid bearer token is required".to_owned(),
-                    None,
-                )
-            }
-            Self::PayloadTooLarge => (
-                "payload_too_large",
-                "the request body is over the size limit".to_owned(),
-                None,
-            ),
-            Self::UnsupportedEncoding => (
-                "unsupported_encoding",
-                "compressed request bodies are not accepted: send the body without Content-Encoding"
-                    .to_owned(),
-                None,
-            ),
-            Self::BodyTimeout => (
-                "request_timeout",
-                "the request body did not arrive in time".to_owned(),
-                None,
-            ),
-        };
+        let problem = self.problem();
         let mut response = HttpResponse::build(self.status_code());
         if self.status_code() == StatusCode::SERVICE_UNAVAILABLE {
             response.insert_header((
@@ -144,6 +109,6 @@ impl ResponseError for ApiError {
         if self.status_code() == StatusCode::UNAUTHORIZED {
             response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
         }
-        response.json(error_body(code, &message, details))
+        response.json(error_body(&problem))
     }
 }

@@ -82,9 +82,10 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         match inner.classify() {
-            serde_json::error::Category::Data => {
-                ApiError::validation(field_error(&path, &strip_position(&inner.to_string())))
-            }
+            serde_json::error::Category::Data => ApiError::validation(FieldErrors::from_serde(
+                &path,
+                &strip_position(&inner.to_string()),
+            )),
             _ => ApiError::InvalidJson(format!("the body is not valid JSON: {inner}")),
         }
     })?;
@@ -120,7 +121,7 @@ pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
     let de = serde_urlencoded::Deserializer::new(url::form_urlencoded::parse(query.as_bytes()));
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
-        ApiError::validation(field_error(&path, &e.into_inner().to_string()))
+        ApiError::validation(FieldErrors::from_serde(&path, &e.into_inner().to_string()))
     })
 }
 
@@ -130,35 +131,6 @@ fn strip_position(message: &str) -> String {
         Some(i) => message[..i].to_owned(),
         None => message.to_owned(),
     }
-}
-
-/// Names the field a serde error is about: the error's path, or for "missing field `x`" and
-/// "unknown field `x`" at that path, the field itself.
-pub fn field_error(path: &str, message: &str) -> FieldErrors {
-    let prefix = if path == "." { "" } else { path };
-    let join = |name: &str| {
-        if prefix.is_empty() {
-            name.to_owned()
-        } else if prefix == name || prefix.ends_with(&format!(".{name}")) {
-            // serde_path_to_error already descended into the unknown field.
-            prefix.to_owned()
-        } else {
-            format!("{prefix}.{name}")
-        }
-    };
-    for (lead, problem) in [
-        ("missing field `", "is required"),
-        ("unknown field `", "is not a known field"),
-        ("duplicate field `", "is given more than once"),
-    ] {
-        if let Some(rest) = message.strip_prefix(lead)
-            && let Some(name) = rest.split('`').next()
-        {
-            return FieldErrors::single(&join(name), problem);
-        }
-    }
-    let field = if prefix.is_empty() { "body" } else { prefix };
-    FieldErrors::single(field, message)
 }
 
 /// Lets a PATCH body tell "absent" (`None`) from `null` (`Some(None)`).

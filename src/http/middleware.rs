@@ -20,6 +20,7 @@ use actix_web::{Error, HttpMessage, HttpResponse, ResponseError};
 use futures_util::Stream;
 
 use super::error::{ApiError, error_body};
+use crate::domain::{ErrorCode, Problem};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -82,24 +83,29 @@ fn json_error_body(
         return response;
     }
     let (code, message) = match status {
-        StatusCode::NOT_FOUND => ("not_found", "no such route"),
-        StatusCode::METHOD_NOT_ALLOWED => {
-            ("method_not_allowed", "method not allowed on this route")
-        }
+        StatusCode::NOT_FOUND => (ErrorCode::NotFound, "no such route"),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            ErrorCode::MethodNotAllowed,
+            "method not allowed on this route",
+        ),
         StatusCode::PAYLOAD_TOO_LARGE => (
-            "payload_too_large",
+            ErrorCode::PayloadTooLarge,
             "the request body is over the size limit",
         ),
-        StatusCode::UNAUTHORIZED => ("unauthenticated", "a valid bearer token is required"),
-        StatusCode::SERVICE_UNAVAILABLE => ("unavailable", "the service is unavailable"),
-        StatusCode::INTERNAL_SERVER_ERROR => ("internal", "internal error"),
-        s if s.is_server_error() => ("internal", "internal error"),
-        _ => ("bad_request", "the request was not understood"),
+        StatusCode::UNAUTHORIZED => (
+            ErrorCode::Unauthenticated,
+            "a valid bearer token is required",
+        ),
+        StatusCode::SERVICE_UNAVAILABLE => (ErrorCode::Unavailable, "the service is unavailable"),
+        s if s.is_server_error() => (ErrorCode::Internal, "internal error"),
+        _ => (ErrorCode::BadRequest, "the request was not understood"),
     };
-    let details = (status == StatusCode::INTERNAL_SERVER_ERROR)
-        .then(|| serde_json::json!({ "requestId": request_id }));
+    let mut problem = Problem::new(code, message);
+    if status == StatusCode::INTERNAL_SERVER_ERROR {
+        problem = problem.with_details(serde_json::json!({ "requestId": request_id }));
+    }
     let (request, old) = response.into_parts();
-    let mut new = HttpResponse::build(status).json(error_body(code, message, details));
+    let mut new = HttpResponse::build(status).json(error_body(&problem));
     for (name, value) in old.headers() {
         if name != CONTENT_TYPE && name != actix_web::http::header::CONTENT_LENGTH {
             new.headers_mut().insert(name.clone(), value.clone());

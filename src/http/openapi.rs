@@ -319,7 +319,8 @@ pub fn document() -> Value {
                 "ToolCall": {
                     "type": "object", "required": ["id", "name", "arguments", "status", "result", "error"],
                     "properties": { "id": {"type": "string"}, "name": {"type": "string"}, "arguments": {"type": "object"},
-                        "status": {"enum": ["ok", "error"]}, "result": {"type": ["object", "null"]}, "error": nullable("string") }
+                        "status": {"enum": ["ok", "error"]}, "result": {"type": ["object", "null"]}, "error": nullable("string"),
+                        "errorCode": {"type": ["string", "null"], "description": "the failure's error code (validation_failed, not_found, …); null when ok"} }
                 },
                 "ChatRequest": {
                     "type": "object", "required": ["text"], "additionalProperties": false,

@@ -4,11 +4,12 @@
 //! waits: a socket whose queue is full is disconnected (with a log line) rather than allowed to
 //! grow memory or hold up the others.
 //!
-//! The hub also follows every turn in flight from the `chat:*` events it delivers (from the
-//! internal `chat:started`, before the model's first token, to `chat:done` or `chat:error`),
-//! so that a socket that (re)connects mid-answer can `chat:resume`: the answer to that request is queued
-//! under the same lock as the deltas, so the text it carries is exactly what came before it in
-//! that socket's stream, and the deltas after it are exactly the rest.
+//! The hub also follows every turn in flight from the steps the `chat:*` events carry (from
+//! the internal `chat:started`, sent when the turn is scheduled, to `chat:done` or
+//! `chat:error`), so that a socket that (re)connects mid-answer can `chat:resume`: the answer
+//! to that request is queued under the same lock as the deltas, so the text it carries is
+//! exactly what came before it in that socket's stream, and the deltas after it are exactly
+//! the rest.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,8 +20,11 @@ use uuid::Uuid;
 
 use super::packet;
 use super::queue::{FrameQueue, Offer, SessionEnd};
+use serde_json::value::RawValue;
+
 use crate::domain::UserId;
-use crate::domain::chat::ChatEvent;
+use crate::domain::bus::Signal;
+use crate::domain::chat::TurnStep;
 
 /// A socket's id (random, unique across instances).
 pub type SocketId = Arc<str>;
@@ -34,8 +38,9 @@ pub struct Hub {
 #[derive(Default)]
 struct Inner {
     users: HashMap<UserId, Vec<Peer>>,
-    /// (user, conversation) → the answer being streamed.
-    inflight: HashMap<(UserId, Uuid), Inflight>,
+    /// (user, conversation) → the turns scheduled there, in order: the first is the one
+    /// running (or next to run).
+    inflight: HashMap<(UserId, Uuid), Vec<Inflight>>,
     sockets: usize,
 }
 
@@ -126,16 +131,25 @@ impl Hub {
         self.lock().sockets
     }
 
-    /// Sends an event to every socket of the user here, except `origin`.
-    /// `payload` is JSON text.
-    pub fn deliver(&self, user: &UserId, name: &str, payload: &str, origin: Option<&str>) {
-        if ChatEvent::is_internal_name(name) {
-            track(&mut self.lock(), user, name, payload);
-            return;
-        }
-        let frame = ByteString::from(packet::event_frame(name, payload));
+    /// Sends an event to every socket of the user here, except `origin`, and follows the
+    /// turn it is a step of. `payload` is JSON text; an event without one (`chat:started`)
+    /// is followed, not sent.
+    pub fn deliver(
+        &self,
+        user: &UserId,
+        name: &str,
+        payload: Option<&str>,
+        step: Option<&TurnStep>,
+        origin: Option<&str>,
+    ) {
+        let frame = payload.map(|payload| ByteString::from(packet::event_frame(name, payload)));
         let mut inner = self.lock();
-        track(&mut inner, user, name, payload);
+        if let Some(step) = step {
+            track(&mut inner, user, step);
+        }
+        let Some(frame) = frame else {
+            return;
+        };
         let Some(peers) = inner.users.get_mut(user) else {
             return;
         };
@@ -153,6 +167,25 @@ impl Hub {
         inner.sockets -= dropped;
     }
 
+    /// Acts on a signal for the sockets here: delivers an event, or ends an erased user's
+    /// sessions (a cancel is the domain's alone).
+    pub fn apply(&self, signal: &Signal) {
+        match signal {
+            Signal::Event(delivery) => self.deliver(
+                &delivery.user,
+                &delivery.name,
+                delivery.payload.as_deref().map(RawValue::get),
+                delivery.step.as_ref(),
+                delivery.origin.as_deref(),
+            ),
+            Signal::Erased { user } => {
+                let sockets = self.end_sessions(user, SessionEnd::UserErased);
+                tracing::info!(user = %user, sockets, "erased user's sessions ended here");
+            }
+            Signal::Cancel { .. } => {}
+        }
+    }
+
     /// Queues an event for one socket only, in order with its other events.
     pub fn send_event(&self, user: &UserId, sid: &str, name: &str, payload: &str) {
         let frame = ByteString::from(packet::event_frame(name, payload));
@@ -163,7 +196,11 @@ impl Hub {
     /// for the socket in order with the deltas (see the module documentation).
     pub fn resume(&self, user: &UserId, sid: &str, conversation: Uuid, ack_id: u64) {
         let mut inner = self.lock();
-        let payload = match inner.inflight.get(&(user.clone(), conversation)) {
+        let first = inner
+            .inflight
+            .get(&(user.clone(), conversation))
+            .and_then(|turns| turns.first());
+        let payload = match first {
             Some(turn) => json!({
                 "ok": true,
                 "inFlight": true,
@@ -225,53 +262,49 @@ fn offer(peer: &Peer, user: &UserId, frame: ByteString) -> bool {
     }
 }
 
-/// The fields of a `chat:*` payload that say how far an answer got.
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct TurnFields<'a> {
-    conversation_id: Option<Uuid>,
-    message_id: Option<Uuid>,
-    #[serde(borrow, default)]
-    text: Option<std::borrow::Cow<'a, str>>,
-}
-
-/// Follows the answers being streamed, from the events that carry them.
-fn track(inner: &mut Inner, user: &UserId, name: &str, payload: &str) {
-    if !matches!(
-        name,
-        "chat:started" | "chat:delta" | "chat:tool" | "chat:done" | "chat:error"
-    ) {
+/// Follows the turns in flight from their steps.
+fn track(inner: &mut Inner, user: &UserId, step: &TurnStep) {
+    let (conversation, answer) = match step {
+        TurnStep::Started {
+            conversation,
+            answer,
+        }
+        | TurnStep::Streamed {
+            conversation,
+            answer,
+            ..
+        }
+        | TurnStep::Ended {
+            conversation,
+            answer,
+        } => (*conversation, *answer),
+    };
+    let key = (user.clone(), conversation);
+    if let TurnStep::Ended { .. } = step {
+        if let Some(turns) = inner.inflight.get_mut(&key) {
+            turns.retain(|t| t.message_id != answer);
+            if turns.is_empty() {
+                inner.inflight.remove(&key);
+            }
+        }
         return;
     }
-    let Ok(fields) = serde_json::from_str::<TurnFields>(payload) else {
-        return;
+    let turns = inner.inflight.entry(key).or_default();
+    let at = match turns.iter().position(|t| t.message_id == answer) {
+        Some(at) => at,
+        None => {
+            turns.push(Inflight {
+                message_id: answer,
+                text: String::new(),
+            });
+            turns.len() - 1
+        }
     };
-    let Some(conversation) = fields.conversation_id else {
-        return;
-    };
-    if matches!(name, "chat:done" | "chat:error") {
-        inner.inflight.remove(&(user.clone(), conversation));
-        return;
-    }
-    let Some(message_id) = fields.message_id else {
-        return;
-    };
-    let turn = inner
-        .inflight
-        .entry((user.clone(), conversation))
-        .or_insert_with(|| Inflight {
-            message_id,
-            text: String::new(),
-        });
-    if turn.message_id != message_id {
-        // A new answer in the conversation: the last one ended unseen.
-        *turn = Inflight {
-            message_id,
-            text: String::new(),
-        };
-    }
-    if let Some(text) = fields.text {
-        turn.text.push_str(&text);
+    if let TurnStep::Streamed { text, .. } = step {
+        // Turns of a conversation run one at a time, in order: those before a turn that
+        // streams have ended, whether or not their end was seen here.
+        turns.drain(..at);
+        turns[0].text.push_str(text);
     }
 }
 
@@ -291,7 +324,13 @@ mod tests {
         let (_a2, rx2) = hub.register(&alice(), "a2".into()).unwrap();
         let bob = UserId::parse("bob").unwrap();
         let (_b, rxb) = hub.register(&bob, "b".into()).unwrap();
-        hub.deliver(&alice(), "task:deleted", r#"{"id":1}"#, Some("a1"));
+        hub.deliver(
+            &alice(),
+            "task:deleted",
+            Some(r#"{"id":1}"#),
+            None,
+            Some("a1"),
+        );
         assert_eq!(
             rx2.next().await,
             Next::Frame(r#"42["task:deleted",{"id":1}]"#.into())
@@ -306,7 +345,7 @@ mod tests {
         let (_slow, slow) = hub.register(&alice(), "slow".into()).unwrap();
         let (_fast, fast) = hub.register(&alice(), "fast".into()).unwrap();
         for i in 0..3 {
-            hub.deliver(&alice(), "e", &i.to_string(), None);
+            hub.deliver(&alice(), "e", Some(&i.to_string()), None, None);
             assert!(matches!(fast.next().await, Next::Frame(_)));
         }
         assert!(slow.is_killed());
@@ -329,29 +368,56 @@ mod tests {
         let hub = Hub::new(16, 4);
         let (_r, rx) = hub.register(&alice(), "s".into()).unwrap();
         let conversation = Uuid::now_v7();
-        let message = Uuid::now_v7();
+        let (answer, queued) = (Uuid::now_v7(), Uuid::now_v7());
         let delta = |text: &str| {
-            json!({"conversationId": conversation, "messageId": message, "text": text}).to_string()
+            let payload =
+                json!({"conversationId": conversation, "messageId": answer, "text": text});
+            let step = TurnStep::Streamed {
+                conversation,
+                answer,
+                text: text.to_owned(),
+            };
+            hub.deliver(
+                &alice(),
+                "chat:delta",
+                Some(&payload.to_string()),
+                Some(&step),
+                None,
+            );
         };
-        hub.deliver(&alice(), "chat:delta", &delta("Hel"), None);
+        for id in [answer, queued] {
+            let started = TurnStep::Started {
+                conversation,
+                answer: id,
+            };
+            hub.deliver(&alice(), "chat:started", None, Some(&started), None);
+        }
+        assert!(rx.try_next().is_none(), "chat:started is not sent");
+        hub.resume(&alice(), "s", conversation, 6);
+        assert_eq!(
+            &*rx.try_next().unwrap(),
+            format!(r#"436[{{"ok":true,"inFlight":true,"messageId":"{answer}","text":""}}]"#)
+        );
+        delta("Hel");
         hub.resume(&alice(), "s", conversation, 7);
-        hub.deliver(&alice(), "chat:delta", &delta("lo"), None);
+        delta("lo");
         let frames: Vec<String> = (0..3).map(|_| rx.try_next().unwrap().to_string()).collect();
         assert!(frames[0].contains("Hel"));
         assert_eq!(
             frames[1],
-            format!(r#"437[{{"ok":true,"inFlight":true,"messageId":"{message}","text":"Hel"}}]"#)
+            format!(r#"437[{{"ok":true,"inFlight":true,"messageId":"{answer}","text":"Hel"}}]"#)
         );
         assert!(frames[2].contains(r#""text":"lo""#));
-        hub.deliver(
-            &alice(),
-            "chat:done",
-            &json!({"conversationId": conversation}).to_string(),
-            None,
-        );
+        for id in [answer, queued] {
+            let ended = TurnStep::Ended {
+                conversation,
+                answer: id,
+            };
+            hub.deliver(&alice(), "chat:done", Some("{}"), Some(&ended), None);
+            let _done = rx.try_next().unwrap();
+        }
         assert_eq!(hub.turns_in_flight(), 0);
         hub.resume(&alice(), "s", conversation, 8);
-        let _done = rx.try_next().unwrap();
         assert_eq!(
             &*rx.try_next().unwrap(),
             r#"438[{"ok":true,"inFlight":false}]"#

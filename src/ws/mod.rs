@@ -5,7 +5,6 @@
 pub mod fanout;
 pub mod hub;
 pub mod packet;
-pub mod pg_fanout;
 pub mod queue;
 mod socket;
 
@@ -17,13 +16,11 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::TokenVerifier;
 use crate::config::RealtimeConfig;
 use crate::domain::Domain;
-use fanout::Fanout;
 use hub::Hub;
 
 /// What every connection shares.
 pub struct Realtime {
     pub hub: Arc<Hub>,
-    pub fanout: Arc<dyn Fanout>,
     pub domain: Domain,
     pub verifier: Arc<dyn TokenVerifier>,
     pub config: RealtimeConfig,

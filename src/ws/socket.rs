@@ -22,15 +22,12 @@ use tokio::time::{Instant, Sleep, sleep_until};
 use uuid::Uuid;
 
 use super::Realtime;
-use super::fanout::Envelope;
 use super::hub::{Registration, SocketId};
 use super::packet::{self, EnginePacket, Packet, PacketError, PacketKind};
 use super::queue::{FrameQueue, Next, SessionEnd};
 use crate::auth::AuthError;
-use crate::domain::chat::{ChatEvent, ChatRequest};
-use crate::domain::{DomainError, FieldErrors, UserId};
-use crate::http::error::error_body;
-use crate::http::extract::field_error;
+use crate::domain::chat::{ChatEvent, ChatRequest, NoListener, TurnState};
+use crate::domain::{DomainError, ErrorCode, FieldErrors, Problem, UserId};
 
 const WEBSOCKET_ONLY: &str = "this server offers the WebSocket transport only: connect with \
     io(url, { transports: [\"websocket\"], auth: { token } })";
@@ -38,8 +35,11 @@ const WEBSOCKET_ONLY: &str = "this server offers the WebSocket transport only: c
 /// How long a closing socket may take to accept its close frame.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
-fn refuse(status: StatusCode, code: &str, message: &str, details: Option<Value>) -> HttpResponse {
-    HttpResponse::build(status).json(error_body(code, message, details))
+/// Refuses the upgrade with the contract's JSON error body.
+fn refuse(problem: Problem) -> HttpResponse {
+    let status = StatusCode::from_u16(problem.code.http_status())
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    HttpResponse::build(status).json(json!({ "error": problem }))
 }
 
 /// `/socket.io/`: upgrades `?EIO=4&transport=websocket`; anything else gets a JSON 400.
@@ -58,37 +58,32 @@ pub(super) async fn entry(
     };
     if param("transport") != Some("websocket") || req.method() != Method::GET {
         return refuse(
-            StatusCode::BAD_REQUEST,
-            "validation_failed",
-            WEBSOCKET_ONLY,
-            Some(json!({ "transport": "only \"websocket\" is offered" })),
+            Problem::new(ErrorCode::ValidationFailed, WEBSOCKET_ONLY)
+                .with_details(json!({ "transport": "only \"websocket\" is offered" })),
         );
     }
     if param("EIO") != Some("4") {
         return refuse(
-            StatusCode::BAD_REQUEST,
-            "validation_failed",
-            "only Engine.IO protocol 4 is spoken (socket.io-client v3 and v4)",
-            Some(json!({ "EIO": "must be 4" })),
+            Problem::new(
+                ErrorCode::ValidationFailed,
+                "only Engine.IO protocol 4 is spoken (socket.io-client v3 and v4)",
+            )
+            .with_details(json!({ "EIO": "must be 4" })),
         );
     }
     if realtime.closing.is_cancelled() {
-        return refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
+        return refuse(Problem::new(
+            ErrorCode::Unavailable,
             "the server is shutting down",
-            None,
-        );
+        ));
     }
     let (response, session, stream) = match actix_ws::handle(&req, body) {
         Ok(parts) => parts,
         Err(e) => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                "validation_failed",
-                &format!("not a WebSocket upgrade: {e}"),
-                None,
-            );
+            return refuse(Problem::new(
+                ErrorCode::ValidationFailed,
+                format!("not a WebSocket upgrade: {e}"),
+            ));
         }
     };
     let max = realtime.config.max_payload_bytes;
@@ -237,11 +232,13 @@ impl Connection {
             Ok(identity) => identity,
             Err(AuthError::Invalid(reason)) => {
                 tracing::debug!(socket = %self.sid, reason, "socket refused: bad token");
-                return Err(self.connect_error("unauthenticated").await);
+                return Err(self
+                    .connect_error(ErrorCode::Unauthenticated.as_str())
+                    .await);
             }
             Err(AuthError::Unavailable(reason)) => {
                 tracing::warn!(socket = %self.sid, reason, "socket refused: cannot check tokens");
-                return Err(self.connect_error("unavailable").await);
+                return Err(self.connect_error(ErrorCode::Unavailable.as_str()).await);
             }
         };
         let user = identity.user;
@@ -250,11 +247,13 @@ impl Connection {
             Ok(()) => {}
             Err(DomainError::Erased) => {
                 tracing::info!(socket = %self.sid, user = %user, "socket refused: the user was erased after the token was issued");
-                return Err(self.connect_error("unauthenticated").await);
+                return Err(self
+                    .connect_error(ErrorCode::Unauthenticated.as_str())
+                    .await);
             }
             Err(e) => {
                 tracing::warn!(socket = %self.sid, error = %e, "socket refused: sign-in failed");
-                return Err(self.connect_error("unavailable").await);
+                return Err(self.connect_error(ErrorCode::Unavailable.as_str()).await);
             }
         }
         let Ok((registration, frames)) = self.realtime.hub.register(&user, self.sid.clone()) else {
@@ -474,7 +473,7 @@ impl Connection {
             PacketKind::BinaryEvent => {
                 if let Some(id) = packet.ack_id {
                     let answer = failure(
-                        "validation_failed",
+                        ErrorCode::ValidationFailed,
                         "binary payloads are not accepted; send JSON",
                     );
                     let _ = self
@@ -506,10 +505,9 @@ impl Connection {
             "chat:send" => Some(self.chat_send(member, payload).await),
             "chat:cancel" => Some(match parse::<ConversationPayload>(payload) {
                 Ok(p) => {
-                    self.realtime.fanout.publish(Envelope::Cancel {
-                        user: member.user.as_str().to_owned(),
-                        conversation: p.conversation_id,
-                    });
+                    self.realtime
+                        .domain
+                        .cancel_turn(&member.user, p.conversation_id);
                     json!({ "ok": true })
                 }
                 Err(e) => e,
@@ -532,7 +530,7 @@ impl Connection {
             other => {
                 tracing::debug!(socket = %self.sid, event = other, "unknown event");
                 Some(failure(
-                    "unknown_event",
+                    ErrorCode::UnknownEvent,
                     &format!(
                         "unknown event {other:?}; see the API for chat:send, chat:cancel, chat:resume and auth:refresh"
                     ),
@@ -549,13 +547,13 @@ impl Connection {
                 member.expires_at.set(identity.expires_at);
                 json!({ "ok": true, "expiresAt": identity.expires_at })
             }
-            Ok(_) => failure("unauthenticated", "the token is for another user"),
+            Ok(_) => failure(ErrorCode::Unauthenticated, "the token is for another user"),
             Err(AuthError::Invalid(reason)) => {
                 tracing::debug!(socket = %self.sid, reason, "auth:refresh refused");
-                failure("unauthenticated", "the token is not valid")
+                failure(ErrorCode::Unauthenticated, "the token is not valid")
             }
             Err(AuthError::Unavailable(_)) => failure(
-                "unavailable",
+                ErrorCode::Unavailable,
                 "tokens cannot be checked right now; try again",
             ),
         }
@@ -565,7 +563,7 @@ impl Connection {
         let realtime = &self.realtime;
         if realtime.closing.is_cancelled() {
             return failure(
-                "unavailable",
+                ErrorCode::Unavailable,
                 "the server is shutting down; send again later",
             );
         }
@@ -579,33 +577,33 @@ impl Connection {
             text: send.text,
             origin: Some(self.sid.clone()),
         };
-        let domain = &realtime.domain;
-        match domain.accept_message(&member.user, &request).await {
-            Ok(accepted) => {
-                let message = &accepted.user_message;
-                let ack = json!({
+        // The turn's events reach this socket (and the user's others) through the hub.
+        match realtime
+            .domain
+            .send(&member.user, request, Arc::new(NoListener))
+            .await
+        {
+            Ok(sent) => {
+                let message = &sent.message;
+                // A retry of a turn that finished: this socket (which may have missed the
+                // end) gets the answer again, after the ack.
+                if let TurnState::Answered(answer) = sent.turn {
+                    let done = ChatEvent::Done {
+                        conversation_id: message.conversation_id,
+                        message: answer,
+                    };
+                    realtime.hub.send_event(
+                        &member.user,
+                        &self.sid,
+                        done.name(),
+                        done.payload().get(),
+                    );
+                }
+                json!({
                     "ok": true,
                     "conversationId": message.conversation_id,
                     "messageId": message.id,
-                });
-                match &accepted.answer {
-                    // A retry of a turn that finished: this socket (which may have missed the
-                    // end) gets the answer again, after the ack.
-                    Some(answer) => {
-                        let done = ChatEvent::Done {
-                            conversation_id: message.conversation_id,
-                            message: answer.clone(),
-                        };
-                        realtime.hub.send_event(
-                            &member.user,
-                            &self.sid,
-                            done.name(),
-                            done.payload().get(),
-                        )
-                    }
-                    None => domain.schedule(&member.user, &accepted),
-                }
-                ack
+                })
             }
             Err(DomainError::Erased) => {
                 // The erasure's own notice may still be on its way from another instance.
@@ -642,52 +640,37 @@ struct ConversationPayload {
 fn parse<T: serde::de::DeserializeOwned>(payload: &Value) -> Result<T, Value> {
     if !payload.is_object() {
         return Err(failure(
-            "validation_failed",
+            ErrorCode::ValidationFailed,
             "the payload must be a JSON object",
         ));
     }
-    serde_path_to_error::deserialize(payload)
-        .map_err(|e| invalid_fields(&field_error(&e.path().to_string(), &e.inner().to_string())))
+    serde_path_to_error::deserialize(payload).map_err(|e| {
+        invalid_fields(&FieldErrors::from_serde(
+            &e.path().to_string(),
+            &e.inner().to_string(),
+        ))
+    })
 }
 
-fn failure(code: &str, message: &str) -> Value {
-    json!({ "ok": false, "error": { "code": code, "message": message } })
+/// A refusal ack: `{ok: false, error: {code, message, details?}}`.
+fn refusal(problem: &Problem) -> Value {
+    json!({ "ok": false, "error": problem })
+}
+
+fn failure(code: ErrorCode, message: &str) -> Value {
+    refusal(&Problem::new(code, message))
 }
 
 /// `validation_failed`, with the fields at fault as details (like a REST 400).
 fn invalid_fields(errors: &FieldErrors) -> Value {
-    json!({
-        "ok": false,
-        "error": {
-            "code": "validation_failed",
-            "message": errors.to_string(),
-            "details": errors,
-        },
-    })
+    refusal(&DomainError::Validation(errors.clone()).problem())
 }
 
 fn domain_failure(error: &DomainError) -> Value {
-    match error {
-        DomainError::NotFound => failure("not_found", "no such conversation"),
-        DomainError::Validation(fields) => invalid_fields(fields),
-        DomainError::Conflict(m) => failure("conflict", m),
-        DomainError::Erased => failure("unauthenticated", "this user was erased"),
-        DomainError::Unavailable(m) => failure("unavailable", m),
-        DomainError::RateLimited { retry_after_secs } => json!({
-            "ok": false,
-            "error": {
-                "code": "rate_limited",
-                "message": format!("too many messages; try again in {retry_after_secs} s"),
-                "retryAfter": retry_after_secs,
-            },
-        }),
-        DomainError::BadGateway(m) => failure("bad_gateway", m),
-        DomainError::Internal(e) => {
-            tracing::error!(error = ?e, "chat:send failed");
-            failure(
-                "internal",
-                "something went wrong; the message may be sent again",
-            )
-        }
+    let mut ack = refusal(&error.problem());
+    // Told at the error's top level too, as acks did before `details` carried it.
+    if let DomainError::RateLimited { retry_after_secs } = error {
+        ack["error"]["retryAfter"] = json!(retry_after_secs);
     }
+    ack
 }

@@ -481,6 +481,8 @@ async fn a_model_tool_call_runs_as_the_user_and_the_result_goes_back() {
             .unwrap()
             .contains("not valid JSON")
     );
+    assert_eq!(calls[1]["errorCode"], "validation_failed");
+    assert_eq!(calls[0]["errorCode"], Value::Null);
     assert_eq!(turn["assistantMessage"]["content"], "Added it.");
     let tasks = app.get("/v1/tasks", "kate").await.body["items"].clone();
     assert_eq!(tasks.as_array().unwrap().len(), 1);
@@ -504,6 +506,8 @@ async fn a_model_tool_call_runs_as_the_user_and_the_result_goes_back() {
             .unwrap()
             .contains("not valid JSON")
     );
+    let told: Value = serde_json::from_str(tool_messages[1]["content"].as_str().unwrap()).unwrap();
+    assert_eq!(told["code"], "validation_failed", "{told}");
     let first: Value = serde_json::from_slice(&requests[0].body).unwrap();
     assert_eq!(first["tools"].as_array().unwrap().len(), 11);
     assert_eq!(first["messages"][0]["role"], "system");
@@ -610,4 +614,86 @@ pub async fn wait_for_search(
 
 pub fn urlencode(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+async fn sse_turn(app: &TestApp, user: &str, body: Value) -> Vec<(String, Value)> {
+    let res = app
+        .client
+        .post(app.url("/v1/chat"))
+        .bearer_auth(format!("dev:{user}"))
+        .header("accept", "text/event-stream")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    sse_events(&res.text().await.unwrap())
+}
+
+fn terminal_events(events: &[(String, Value)]) -> Vec<&str> {
+    events
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .filter(|n| matches!(*n, "chat:done" | "chat:error"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_failed_turn_ends_its_event_stream_with_one_chat_error() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(
+            ResponseTemplate::new(400)
+                .set_body_json(json!({"error": {"message": "model not found"}})),
+        )
+        .mount(&server)
+        .await;
+    let app = spawn_with_openai(&server).await;
+
+    // The model refuses.
+    let events = sse_turn(
+        &app,
+        "nina",
+        json!({ "text": "hello", "clientMessageId": "e-1" }),
+    )
+    .await;
+    assert_eq!(terminal_events(&events), ["chat:error"], "{events:?}");
+    let (name, error) = events.last().unwrap();
+    assert_eq!(name, "chat:error");
+    assert_eq!(error["code"], "bad_gateway");
+    assert_eq!(error["retryable"], false);
+    assert_eq!(error["clientMessageId"], "e-1");
+
+    // Gathering the context fails, before the model is called.
+    let before = server.received_requests().await.unwrap().len();
+    app.execute("ALTER TABLE events RENAME TO events_away");
+    let events = sse_turn(&app, "omar", json!({ "text": "what is on today" })).await;
+    app.execute("ALTER TABLE events_away RENAME TO events");
+    assert_eq!(terminal_events(&events), ["chat:error"], "{events:?}");
+    assert_eq!(events[0].0, "chat:message", "{events:?}");
+    assert_eq!(events.last().unwrap().1["code"], "internal");
+    assert_eq!(server.received_requests().await.unwrap().len(), before);
+    let id = events[0].1["message"]["conversationId"].as_str().unwrap();
+    let stored = app
+        .get(&format!("/v1/conversations/{id}/messages"), "omar")
+        .await;
+    assert_eq!(
+        stored.body["items"].as_array().unwrap().len(),
+        1,
+        "{}",
+        stored.body
+    );
+
+    // The same failure answers a JSON request with the error itself.
+    app.execute("ALTER TABLE events RENAME TO events_away");
+    let reply = chat(&app, "omar", json!({ "text": "and tomorrow?" })).await;
+    app.execute("ALTER TABLE events_away RENAME TO events");
+    assert_eq!(
+        reply.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        reply.body
+    );
+    assert_eq!(reply.error_code(), "internal");
 }

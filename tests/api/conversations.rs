@@ -205,6 +205,7 @@ async fn tool_calls_are_stored_with_the_message_and_client_ids_are_unique_per_us
                     status: ToolCallStatus::Ok,
                     result: Some(json!({"id": "x"})),
                     error: None,
+                    error_code: None,
                 }],
                 client_message_id: None,
                 reply_to: None,
@@ -218,7 +219,7 @@ async fn tool_calls_are_stored_with_the_message_and_client_ids_are_unique_per_us
     assert_eq!(page.body["items"][0]["clientMessageId"], "c-1");
     assert_eq!(
         page.body["items"][1]["toolCalls"],
-        json!([{"id": "call_1", "name": "create_task", "arguments": {"title": "milk"}, "status": "ok", "result": {"id": "x"}, "error": null}])
+        json!([{"id": "call_1", "name": "create_task", "arguments": {"title": "milk"}, "status": "ok", "result": {"id": "x"}, "error": null, "errorCode": null}])
     );
     // Another user may use the same client id.
     let bob_conv = app.post("/v1/conversations", "bob", json!({})).await.body["id"]

@@ -1197,3 +1197,142 @@ async fn a_payload_with_a_repeated_key_is_refused_like_a_rest_body() {
     assert_eq!(ok["ok"], true, "{ok}");
     assert_eq!(app.count("SELECT count(*) FROM tasks"), 0);
 }
+
+/// A turn's events up to its first terminal one (`chat:done` or `chat:error`), and then
+/// what else comes within a moment: there must be no second terminal event.
+async fn turn_events(socket: &mut Client) -> Vec<(String, Value)> {
+    let mut events = Vec::new();
+    loop {
+        let event = socket.next_event().await;
+        let terminal = matches!(event.0.as_str(), "chat:done" | "chat:error");
+        events.push(event);
+        if terminal {
+            break;
+        }
+    }
+    events.extend(socket.drain(Duration::from_millis(300)).await);
+    let terminals: Vec<&str> = names(&events)
+        .into_iter()
+        .filter(|n| matches!(*n, "chat:done" | "chat:error"))
+        .collect();
+    assert_eq!(terminals.len(), 1, "one terminal event: {events:?}");
+    events
+}
+
+async fn resume(socket: &mut Client, conversation: &Value) -> Value {
+    socket
+        .emit("chat:resume", json!({"conversationId": conversation}))
+        .await
+}
+
+#[tokio::test]
+async fn a_turn_ends_with_one_terminal_event_whatever_fails() {
+    let app = spawn_app().await;
+    let mut socket = Client::connect(&app, "alice").await;
+
+    // Gathering the turn's context fails (its upcoming events cannot be read).
+    app.execute("ALTER TABLE events RENAME TO events_away");
+    let ack = socket
+        .emit("chat:send", send("f1", "what is on my calendar"))
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let conversation = ack["conversationId"].clone();
+    let events = turn_events(&mut socket).await;
+    let (name, error) = events
+        .iter()
+        .find(|(n, _)| n.starts_with("chat:e"))
+        .unwrap();
+    assert_eq!(name, "chat:error", "{events:?}");
+    assert_eq!(error["code"], "internal", "{error}");
+    assert_eq!(error["conversationId"], conversation);
+    assert_eq!(error["clientMessageId"], "f1");
+    assert!(error["messageId"].is_string(), "{error}");
+    app.execute("ALTER TABLE events_away RENAME TO events");
+    assert_eq!(
+        resume(&mut socket, &conversation).await,
+        json!({"ok": true, "inFlight": false})
+    );
+
+    // Storing the answer fails, after the model ran a tool.
+    app.execute(
+        "CREATE FUNCTION refuse_answers() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN IF NEW.role = 'assistant' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$",
+    );
+    app.execute(
+        "CREATE TRIGGER refuse_answers BEFORE INSERT ON messages
+         FOR EACH ROW EXECUTE FUNCTION refuse_answers()",
+    );
+    let ack = socket
+        .emit(
+            "chat:send",
+            json!({"conversationId": conversation, "clientMessageId": "f2",
+                   "text": "add a task to water the plants"}),
+        )
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let events = turn_events(&mut socket).await;
+    assert!(names(&events).contains(&"chat:tool"), "{events:?}");
+    assert_eq!(names(&events).last(), Some(&"chat:error"), "{events:?}");
+    app.execute("DROP TRIGGER refuse_answers ON messages");
+    assert_eq!(
+        resume(&mut socket, &conversation).await,
+        json!({"ok": true, "inFlight": false})
+    );
+
+    // Nothing of the failed turns is left holding the conversation: the next is answered.
+    let ack = socket
+        .emit(
+            "chat:send",
+            json!({"conversationId": conversation, "clientMessageId": "f3",
+                   "text": "list my tasks"}),
+        )
+        .await;
+    let events = turn_events(&mut socket).await;
+    assert_eq!(names(&events).last(), Some(&"chat:done"), "{events:?}");
+    assert_eq!(
+        events.last().unwrap().1["conversationId"],
+        ack["conversationId"]
+    );
+
+    // Every user message is stored, and the one answer.
+    let path = format!(
+        "/v1/conversations/{}/messages",
+        conversation.as_str().unwrap()
+    );
+    let messages = app.get(&path, "alice").await.body;
+    let roles: Vec<&str> = messages["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["user", "user", "user", "assistant"], "{messages}");
+}
+
+#[tokio::test]
+async fn a_queued_turn_is_in_flight_and_resume_reports_the_one_running() {
+    let llm = SlowLlm::start(&[], &["Hi"]).await;
+    let app = llm.spawn_app(|_| {}).await;
+    let mut socket = Client::connect(&app, "alice").await;
+    let first = socket.emit("chat:send", send("q1", "say hi")).await;
+    let conversation = first["conversationId"].clone();
+    let second = socket
+        .emit(
+            "chat:send",
+            json!({"conversationId": conversation, "clientMessageId": "q2", "text": "again"}),
+        )
+        .await;
+    assert_eq!(second["ok"], true, "{second}");
+    let running = resume(&mut socket, &conversation).await;
+    assert_eq!(running["inFlight"], true, "{running}");
+    assert_eq!(running["text"], "", "{running}");
+    llm.release();
+    let done = socket.event("chat:done").await;
+    assert_eq!(done["message"]["id"], running["messageId"], "{done}");
+    let next = socket.event("chat:done").await;
+    assert_ne!(next["message"]["id"], done["message"]["id"]);
+    assert_eq!(
+        resume(&mut socket, &conversation).await,
+        json!({"ok": true, "inFlight": false})
+    );
+}

@@ -1,12 +1,12 @@
-//! Fan-out across instances over PostgreSQL LISTEN/NOTIFY on the server's own database.
+//! The relay between instances over PostgreSQL LISTEN/NOTIFY on the server's own database.
 //!
-//! Each instance delivers its own events to its own sockets at once (as the local fan-out
-//! does) and hands them to a publisher thread, which sends them in batches with
+//! Signals to send go to a publisher thread, which sends them in batches with
 //! `pg_notify('pixie_realtime', …)` over one connection, so that they arrive everywhere in the
 //! order they were published. A listener thread on another connection receives every
-//! instance's notifications and delivers those of the others to its sockets.
+//! instance's notifications and hands those of the others, decoded once, to the receiver the
+//! relay was started with.
 //!
-//! A notification carries `{"i": <instance>, "e": <envelope>}`; one too large for a NOTIFY
+//! A notification carries `{"i": <instance>, "e": <signal>}`; one too large for a NOTIFY
 //! payload (8000 bytes) is stored in `realtime_payloads` and the notification carries
 //! `{"i": …, "r": <row id>}` instead. The rows are swept after a few minutes.
 //!
@@ -14,25 +14,26 @@
 //! unreachable, events for other instances are dropped (with a log line) and both threads
 //! reconnect with backoff; clients resynchronise through REST after a reconnect anyway.
 
+use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use diesel::pg::PgConnection;
 use diesel::sql_types::{Array, BigInt, Text};
 use diesel::{Connection, QueryableByName, RunQueryDsl};
+use tokio::sync::mpsc as tokio_mpsc;
 
-use super::fanout::{Envelope, Fanout, Local, apply};
-use super::hub::Hub;
-use crate::domain::service::SignIns;
-use crate::domain::turns::Turns;
+use crate::domain::bus::Signal;
+use crate::domain::ports::Relay;
 
 const CHANNEL: &str = "pixie_realtime";
 /// NOTIFY payloads must be shorter than 8000 bytes.
 const MAX_NOTIFY_BYTES: usize = 7900;
-/// Events waiting for the publisher; beyond this, events for other instances are dropped.
+/// Signals waiting for the publisher; beyond this, signals for other instances are dropped.
 const QUEUE: usize = 65_536;
+/// Signals from other instances waiting to be acted on; beyond this the listener waits.
+const INCOMING: usize = 4_096;
 const BATCH: usize = 256;
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 const KEEP_PAYLOADS: &str = "5 minutes";
@@ -40,15 +41,15 @@ const KEEP_PAYLOADS: &str = "5 minutes";
 /// to wait on), and at once while notifications flow.
 const MAX_IDLE_POLL: Duration = Duration::from_millis(20);
 
-pub struct PgFanout {
-    local: Local,
+pub struct PgRelay {
     outbox: SyncSender<String>,
 }
 
-impl PgFanout {
+impl PgRelay {
     /// Connects both threads (the first connection is tried at once, so that a bad URL stops
-    /// the start).
-    pub fn start(url: &str, local: Local) -> anyhow::Result<Arc<Self>> {
+    /// the start). Other instances' signals arrive on the receiver; the listener stops when
+    /// it is dropped.
+    pub fn start(url: &str) -> anyhow::Result<(Arc<Self>, tokio_mpsc::Receiver<Signal>)> {
         let instance = uuid::Uuid::new_v4().simple().to_string();
         let listener = listen(url).map_err(|e| {
             anyhow::anyhow!("realtime.fanout = \"postgres\": cannot LISTEN on database.url: {e}")
@@ -63,25 +64,20 @@ impl PgFanout {
                 .name("fanout-publish".into())
                 .spawn(move || publish_loop(url, instance, publisher, queue))?;
         }
+        let (incoming, received) = tokio_mpsc::channel(INCOMING);
         {
             let url = url.to_owned();
-            let weak = WeakLocal {
-                hub: Arc::downgrade(&local.hub),
-                turns: Arc::downgrade(&local.turns),
-                sign_ins: Arc::downgrade(&local.sign_ins),
-            };
             thread::Builder::new()
                 .name("fanout-listen".into())
-                .spawn(move || listen_loop(url, instance, listener, weak))?;
+                .spawn(move || listen_loop(url, instance, listener, incoming))?;
         }
-        Ok(Arc::new(Self { local, outbox }))
+        Ok((Arc::new(Self { outbox }), received))
     }
 }
 
-impl Fanout for PgFanout {
-    fn publish(&self, envelope: Envelope) {
-        apply(&self.local, &envelope);
-        let Ok(text) = serde_json::to_string(&envelope) else {
+impl Relay for PgRelay {
+    fn send(&self, signal: &Signal) {
+        let Ok(text) = serde_json::to_string(signal) else {
             return;
         };
         match self.outbox.try_send(text) {
@@ -176,15 +172,15 @@ fn send_batch(
     batch: Vec<String>,
 ) -> diesel::QueryResult<()> {
     let mut notes = Vec::with_capacity(batch.len());
-    for envelope in batch {
-        let inline = format!(r#"{{"i":"{instance}","e":{envelope}}}"#);
+    for signal in batch {
+        let inline = format!(r#"{{"i":"{instance}","e":{signal}}}"#);
         if inline.len() <= MAX_NOTIFY_BYTES {
             notes.push(inline);
             continue;
         }
         let row: Id =
             diesel::sql_query("INSERT INTO realtime_payloads (body) VALUES ($1) RETURNING id")
-                .bind::<Text, _>(&envelope)
+                .bind::<Text, _>(&signal)
                 .get_result(conn)?;
         notes.push(format!(r#"{{"i":"{instance}","r":{}}}"#, row.id));
     }
@@ -196,32 +192,20 @@ fn send_batch(
     Ok(())
 }
 
-/// What the listener acts on, held weakly: it stops when the server is gone.
-struct WeakLocal {
-    hub: Weak<Hub>,
-    turns: Weak<Turns>,
-    sign_ins: Weak<SignIns>,
-}
-
-impl WeakLocal {
-    fn upgrade(&self) -> Option<Local> {
-        Some(Local {
-            hub: self.hub.upgrade()?,
-            turns: self.turns.upgrade()?,
-            sign_ins: self.sign_ins.upgrade()?,
-        })
-    }
-}
-
-/// Runs until the hub is gone (the server stopped).
-fn listen_loop(url: String, instance: String, conn: PgConnection, weak: WeakLocal) {
+/// Runs until the receiver is gone (the server stopped).
+fn listen_loop(
+    url: String,
+    instance: String,
+    conn: PgConnection,
+    incoming: tokio_mpsc::Sender<Signal>,
+) {
     let mut conn = Some(conn);
     let mut idle = Duration::from_millis(1);
     let mut backoff = Duration::from_millis(100);
     loop {
-        let Some(local) = weak.upgrade() else {
+        if incoming.is_closed() {
             return;
-        };
+        }
         let Some(connection) = conn.as_mut() else {
             match listen(&url) {
                 Ok(c) => {
@@ -250,8 +234,10 @@ fn listen_loop(url: String, instance: String, conn: PgConnection, weak: WeakLoca
         }
         let got = !notes.is_empty();
         for note in notes {
-            if let Some(envelope) = read_note(connection, &instance, &note) {
-                apply(&local, &envelope);
+            if let Some(signal) = read_note(connection, &instance, &note)
+                && incoming.blocking_send(signal).is_err()
+            {
+                return;
             }
         }
         if let Some(e) = broken {
@@ -268,22 +254,22 @@ fn listen_loop(url: String, instance: String, conn: PgConnection, weak: WeakLoca
     }
 }
 
-/// The envelope of another instance's notification (None for our own, or nonsense).
-fn read_note(conn: &mut PgConnection, instance: &str, note: &str) -> Option<Envelope> {
-    /// `{"i": <instance>, "e": <envelope>}` or `{"i": …, "r": <row id>}`.
+/// The signal of another instance's notification (None for our own, or nonsense).
+fn read_note(conn: &mut PgConnection, instance: &str, note: &str) -> Option<Signal> {
+    /// `{"i": <instance>, "e": <signal>}` or `{"i": …, "r": <row id>}`.
     #[derive(serde::Deserialize)]
     struct Note<'a> {
         #[serde(borrow)]
         i: std::borrow::Cow<'a, str>,
-        e: Option<Envelope>,
+        e: Option<Signal>,
         r: Option<i64>,
     }
     let note: Note = serde_json::from_str(note).ok()?;
     if note.i == instance {
         return None;
     }
-    if let Some(envelope) = note.e {
-        return Some(envelope);
+    if let Some(signal) = note.e {
+        return Some(signal);
     }
     let id = note.r?;
     let body: Body = diesel::sql_query("SELECT body FROM realtime_payloads WHERE id = $1")
