@@ -279,13 +279,15 @@ impl TurnObserver for Progress<'_> {
     }
 }
 
+type Publish = Box<dyn Fn(ChatEvent) + Send + Sync>;
+
 /// A scheduled turn's events, and its promise of exactly one terminal event: `done` and
 /// `fail` send it and consume the ending; an ending dropped without either (a failure
 /// nobody handled, a panic, a task dropped at shutdown) sends `chat:error` itself. Every
 /// event goes to the listener and on the bus.
 struct Ending {
-    domain: Domain,
-    user: UserId,
+    /// Where events go besides the listener: the bus, for the user's sockets.
+    publish: Publish,
     conversation_id: Uuid,
     /// The id the answer will be stored under.
     message_id: Uuid,
@@ -302,9 +304,14 @@ impl Ending {
         message: &Message,
         listener: Arc<dyn ChatListener>,
     ) -> Self {
+        let (domain, user) = (domain.clone(), user.clone());
+        let publish: Publish = Box::new(move |event| domain.publish(&user, Change::Chat(event)));
+        Self::with(publish, message, listener)
+    }
+
+    fn with(publish: Publish, message: &Message, listener: Arc<dyn ChatListener>) -> Self {
         let ending = Self {
-            domain: domain.clone(),
-            user: user.clone(),
+            publish,
             conversation_id: message.conversation_id,
             message_id: Uuid::now_v7(),
             client_message_id: message.client_message_id.clone(),
@@ -320,7 +327,7 @@ impl Ending {
 
     fn event(&self, event: ChatEvent) {
         self.listener.event(&event);
-        self.domain.publish(&self.user, Change::Chat(event));
+        (self.publish)(event);
     }
 
     fn done(mut self, message: Message) {
@@ -753,6 +760,70 @@ fn refusal(refused: Refused) -> DomainError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a turn told its listener and its bus.
+    #[derive(Default)]
+    struct Heard {
+        events: Mutex<Vec<&'static str>>,
+        published: Arc<Mutex<Vec<&'static str>>>,
+        outcomes: Mutex<Vec<bool>>,
+    }
+
+    impl ChatListener for Heard {
+        fn event(&self, event: &ChatEvent) {
+            self.events.lock().unwrap().push(event.name());
+        }
+
+        fn ended(&self, outcome: DomainResult<Message>) {
+            self.outcomes.lock().unwrap().push(outcome.is_ok());
+        }
+    }
+
+    fn message() -> Message {
+        Message {
+            id: Uuid::now_v7(),
+            conversation_id: Uuid::now_v7(),
+            role: Role::User,
+            content: "hello".into(),
+            tool_calls: Vec::new(),
+            client_message_id: Some("c".into()),
+            created_at: chrono::Utc::now(),
+            reply_to: None,
+        }
+    }
+
+    fn ending(heard: &Arc<Heard>) -> Ending {
+        let published = heard.published.clone();
+        let publish: Publish = Box::new(move |e| published.lock().unwrap().push(e.name()));
+        Ending::with(publish, &message(), heard.clone())
+    }
+
+    #[test]
+    fn an_ended_turn_sends_its_one_terminal_event() {
+        let heard = Arc::new(Heard::default());
+        ending(&heard).done(message());
+        ending(&heard).fail(DomainError::Unavailable("down".into()));
+        let expected = ["chat:started", "chat:done", "chat:started", "chat:error"];
+        assert_eq!(*heard.events.lock().unwrap(), expected);
+        assert_eq!(*heard.published.lock().unwrap(), expected);
+        assert_eq!(*heard.outcomes.lock().unwrap(), [true, false]);
+    }
+
+    #[tokio::test]
+    async fn a_turn_that_panics_or_is_dropped_still_ends_once() {
+        let heard = Arc::new(Heard::default());
+        let held = ending(&heard);
+        let task = tokio::spawn(async move {
+            let _held = held;
+            panic!("a bug in a turn");
+        });
+        assert!(task.await.is_err());
+        drop(ending(&heard));
+        let expected = ["chat:started", "chat:error", "chat:started", "chat:error"];
+        assert_eq!(*heard.events.lock().unwrap(), expected);
+        assert_eq!(*heard.published.lock().unwrap(), expected);
+        assert_eq!(*heard.outcomes.lock().unwrap(), [false, false]);
+    }
 
     #[test]
     fn titles_come_from_the_first_line() {
