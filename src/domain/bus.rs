@@ -73,7 +73,7 @@ pub(super) fn json_text(body: &impl Serialize) -> Box<RawValue> {
     serde_json::value::to_raw_value(body).unwrap_or_else(|_| RawValue::NULL.to_owned())
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct DomainEvent {
     /// Whose data changed: only this user's sockets may see the event.
     pub user_id: UserId,
@@ -81,6 +81,14 @@ pub struct DomainEvent {
     /// The connection that caused the change, when it already knows (its own chat message
     /// is not echoed back to it). Opaque to the domain.
     pub origin: Option<Arc<str>>,
+    /// The change's payload (`Change::payload`), when the publisher has written it already.
+    pub written: Option<Box<RawValue>>,
+}
+
+impl PartialEq for DomainEvent {
+    fn eq(&self, other: &Self) -> bool {
+        self.user_id == other.user_id && self.change == other.change && self.origin == other.origin
+    }
 }
 
 pub trait EventBus: Send + Sync {
@@ -156,6 +164,14 @@ pub struct Delivery {
     pub origin: Option<Arc<str>>,
 }
 
+/// The event's payload: as its publisher wrote it, or written now.
+fn written(event: &DomainEvent) -> Box<RawValue> {
+    match &event.written {
+        Some(payload) => payload.clone(),
+        None => event.change.payload(),
+    }
+}
+
 impl Signal {
     /// A domain event as the edges act on it, its payload written once.
     pub fn of(event: &DomainEvent) -> Self {
@@ -168,8 +184,9 @@ impl Signal {
                     conversation: *conversation,
                 };
             }
-            Change::Chat(chat) => ((!chat.is_internal()).then(|| chat.payload()), chat.step()),
-            change => (Some(change.payload()), None),
+            Change::Chat(chat) if chat.is_internal() => (None, chat.step()),
+            Change::Chat(chat) => (Some(written(event)), chat.step()),
+            _ => (Some(written(event)), None),
         };
         Self::Event(Delivery {
             user,

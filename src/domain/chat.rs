@@ -173,7 +173,8 @@ impl ChatEvent {
 /// Hears a turn's events as they happen (they also go on the bus, to every socket of the
 /// user). Must not block.
 pub trait ChatListener: Send + Sync {
-    fn event(&self, event: &ChatEvent);
+    /// An event, and its payload as JSON text (written once, for every edge).
+    fn event(&self, event: &ChatEvent, payload: &RawValue);
     /// The turn ended: its stored answer, or why it failed (after its `chat:done` or
     /// `chat:error` event). Called exactly once per scheduled turn.
     fn ended(&self, outcome: DomainResult<Message>) {
@@ -185,7 +186,7 @@ pub trait ChatListener: Send + Sync {
 pub struct NoListener;
 
 impl ChatListener for NoListener {
-    fn event(&self, _: &ChatEvent) {}
+    fn event(&self, _: &ChatEvent, _: &RawValue) {}
 }
 
 /// What became of a chat message that was accepted.
@@ -279,7 +280,7 @@ impl TurnObserver for Progress<'_> {
     }
 }
 
-type Publish = Box<dyn Fn(ChatEvent) + Send + Sync>;
+type Publish = Box<dyn Fn(ChatEvent, Box<RawValue>) + Send + Sync>;
 
 /// A scheduled turn's events, and its promise of exactly one terminal event: `done` and
 /// `fail` send it and consume the ending; an ending dropped without either (a failure
@@ -305,7 +306,9 @@ impl Ending {
         listener: Arc<dyn ChatListener>,
     ) -> Self {
         let (domain, user) = (domain.clone(), user.clone());
-        let publish: Publish = Box::new(move |event| domain.publish(&user, Change::Chat(event)));
+        let publish: Publish = Box::new(move |event, payload| {
+            domain.publish_written(&user, Change::Chat(event), None, payload)
+        });
         Self::with(publish, message, listener)
     }
 
@@ -326,8 +329,9 @@ impl Ending {
     }
 
     fn event(&self, event: ChatEvent) {
-        self.listener.event(&event);
-        (self.publish)(event);
+        let payload = event.payload();
+        self.listener.event(&event, &payload);
+        (self.publish)(event, payload);
     }
 
     fn done(mut self, message: Message) {
@@ -377,7 +381,7 @@ impl Drop for Ending {
 struct Waiter(Mutex<Option<oneshot::Sender<DomainResult<Message>>>>);
 
 impl ChatListener for Waiter {
-    fn event(&self, _: &ChatEvent) {}
+    fn event(&self, _: &ChatEvent, _: &RawValue) {}
 
     fn ended(&self, outcome: DomainResult<Message>) {
         let sender = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -410,6 +414,15 @@ impl Domain {
             answer,
             fresh,
         } = self.accept_message(user, &request).await?;
+        if fresh {
+            // The other sockets of the user see the message; the one it came from has its ack.
+            let echo = ChatEvent::Message {
+                message: message.clone(),
+            };
+            let payload = echo.payload();
+            listener.event(&echo, &payload);
+            self.publish_written(user, Change::Chat(echo), request.origin, payload);
+        }
         if let Some(answer) = answer {
             return Ok(Sent {
                 message,
@@ -432,11 +445,6 @@ impl Domain {
             // Stored, not answered: a retry with the same client id schedules it.
             Err(refused @ Refused::Closed) => return Err(refusal(refused)),
         };
-        if fresh {
-            listener.event(&ChatEvent::Message {
-                message: message.clone(),
-            });
-        }
         let ending = Ending::begin(self, user, &message, listener);
         let answer = ending.message_id;
         let (domain, user, user_message) = (self.clone(), user.clone(), message.clone());
@@ -535,13 +543,6 @@ impl Domain {
         match stored {
             Ok(user_message) => {
                 self.signal_index();
-                self.publish_from(
-                    user,
-                    Change::Chat(ChatEvent::Message {
-                        message: user_message.clone(),
-                    }),
-                    request.origin.clone(),
-                );
                 Ok(Accepted {
                     user_message,
                     answer: None,
@@ -770,7 +771,7 @@ mod tests {
     }
 
     impl ChatListener for Heard {
-        fn event(&self, event: &ChatEvent) {
+        fn event(&self, event: &ChatEvent, _: &RawValue) {
             self.events.lock().unwrap().push(event.name());
         }
 
@@ -794,7 +795,7 @@ mod tests {
 
     fn ending(heard: &Arc<Heard>) -> Ending {
         let published = heard.published.clone();
-        let publish: Publish = Box::new(move |e| published.lock().unwrap().push(e.name()));
+        let publish: Publish = Box::new(move |e, _| published.lock().unwrap().push(e.name()));
         Ending::with(publish, &message(), heard.clone())
     }
 

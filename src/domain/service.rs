@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use serde_json::value::RawValue;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -181,6 +182,23 @@ impl Domain {
             user_id: user.clone(),
             change,
             origin,
+            written: None,
+        });
+    }
+
+    /// Publishes a change whose payload the caller has written already (and used).
+    pub(crate) fn publish_written(
+        &self,
+        user: &UserId,
+        change: Change,
+        origin: Option<Arc<str>>,
+        payload: Box<RawValue>,
+    ) {
+        self.ports.bus.publish(DomainEvent {
+            user_id: user.clone(),
+            change,
+            origin,
+            written: Some(payload),
         });
     }
 

@@ -12,6 +12,7 @@ use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
+use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -45,21 +46,17 @@ fn wants_event_stream(req: &HttpRequest) -> bool {
 struct Channel(mpsc::UnboundedSender<Bytes>);
 
 impl ChatListener for Channel {
-    fn event(&self, event: &ChatEvent) {
+    fn event(&self, event: &ChatEvent, payload: &RawValue) {
         if event.is_internal() {
             return;
         }
         // The client went away: the turn goes on and is stored all the same.
-        let _ = self.0.send(sse(event));
+        let _ = self.0.send(sse(event.name(), payload));
     }
 }
 
-fn sse(event: &ChatEvent) -> Bytes {
-    Bytes::from(format!(
-        "event: {}\ndata: {}\n\n",
-        event.name(),
-        event.payload().get()
-    ))
+fn sse(name: &str, payload: &RawValue) -> Bytes {
+    Bytes::from(format!("event: {name}\ndata: {}\n\n", payload.get()))
 }
 
 async fn chat(
@@ -96,10 +93,11 @@ async fn chat(
         // A retry of a finished turn: the answer again (the message was announced when it
         // was first stored).
         TurnState::Answered(message) => {
-            let _ = sender.send(sse(&ChatEvent::Done {
+            let done = ChatEvent::Done {
                 conversation_id: message.conversation_id,
                 message,
-            }));
+            };
+            let _ = sender.send(sse(done.name(), &done.payload()));
         }
         TurnState::Running => {
             return Err(DomainError::Conflict(
