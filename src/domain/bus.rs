@@ -164,17 +164,12 @@ pub struct Delivery {
     pub origin: Option<Arc<str>>,
 }
 
-/// The event's payload: as its publisher wrote it, or written now.
-fn written(event: &DomainEvent) -> Box<RawValue> {
-    match &event.written {
-        Some(payload) => payload.clone(),
-        None => event.change.payload(),
-    }
-}
-
 impl Signal {
-    /// A domain event as the edges act on it, its payload written once.
-    pub fn of(event: &DomainEvent) -> Self {
+    /// A domain event as the edges act on it, its payload written once: the one its
+    /// publisher wrote (taken from the event), or written now.
+    pub fn of(event: &mut DomainEvent) -> Self {
+        let written = event.written.take();
+        let written = |event: &DomainEvent| written.unwrap_or_else(|| event.change.payload());
         let user = event.user_id.clone();
         let (payload, step) = match &event.change {
             Change::UserErased => return Self::Erased { user },

@@ -106,20 +106,17 @@ impl From<String> for ToolError {
 type ToolResult = Result<Value, ToolError>;
 
 fn args<T: DeserializeOwned>(arguments: &Value) -> Result<T, ToolFailure> {
-    parse_args(arguments).map_err(|m| ToolFailure::new(ErrorCode::ValidationFailed, m))
-}
-
-fn parse_args<T: DeserializeOwned>(arguments: &Value) -> Result<T, String> {
+    let invalid = |message: String| ToolFailure::new(ErrorCode::ValidationFailed, message);
     if !arguments.is_object() {
-        return Err("arguments must be a JSON object".to_owned());
+        return Err(invalid("arguments must be a JSON object".to_owned()));
     }
     serde_path_to_error::deserialize(arguments).map_err(|e| {
         let path = e.path().to_string();
-        if path == "." {
+        invalid(if path == "." {
             format!("invalid arguments: {}", e.inner())
         } else {
             format!("invalid arguments: {path}: {}", e.inner())
-        }
+        })
     })
 }
 

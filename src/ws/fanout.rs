@@ -29,8 +29,8 @@ impl RealtimeBus {
 }
 
 impl EventBus for RealtimeBus {
-    fn publish(&self, event: DomainEvent) {
-        let signal = Signal::of(&event);
+    fn publish(&self, mut event: DomainEvent) {
+        let signal = Signal::of(&mut event);
         self.hub.apply(&signal);
         self.relay.send(&signal);
         self.local.publish(event);
