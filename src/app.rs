@@ -225,6 +225,7 @@ impl Application {
         let metrics = web::Data::new(http::metrics::Metrics::default());
         let shutdown_grace = std::time::Duration::from_secs(config.server.shutdown_grace_secs);
         let app_realtime = realtime.clone();
+        let playground = config.playground();
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -237,6 +238,11 @@ impl Application {
                 .wrap(from_fn(http::metrics::record))
                 .wrap(from_fn(http::middleware::request_context))
                 .configure(http::routes)
+                .configure(|cfg| {
+                    if playground {
+                        http::playground::routes(cfg);
+                    }
+                })
                 .default_service(web::to(not_found))
         })
         // Signals are handled in `run_until_stopped`, which lets turns finish before sockets
@@ -266,6 +272,9 @@ impl Application {
             startup_ms = started.elapsed().as_millis() as u64,
             "pixie listening on http://{addr}"
         );
+        if playground {
+            tracing::info!("playground: open http://{addr}/ in a browser (server.playground)");
+        }
         if config.auth.mode == crate::config::AuthMode::Dev {
             tracing::warn!(
                 "auth.mode = \"dev\": any `dev:<id>` token is accepted; for local use only"

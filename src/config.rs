@@ -40,6 +40,9 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// How long in-flight requests may run on after a shutdown signal.
     pub shutdown_grace_secs: u64,
+    /// Serve the playground page at `/`; unset = on in dev mode, off otherwise
+    /// ([`Config::playground`]).
+    pub playground: Option<bool>,
 }
 
 impl Default for ServerConfig {
@@ -52,6 +55,7 @@ impl Default for ServerConfig {
             body_timeout_secs: 15,
             max_connections: 25_000,
             shutdown_grace_secs: 30,
+            playground: None,
         }
     }
 }
@@ -404,6 +408,14 @@ impl Config {
         Ok(config)
     }
 
+    /// Whether the playground page is served: `server.playground`, or dev mode when unset (a
+    /// page that signs in with `dev:` tokens is for a developer's own machine).
+    pub fn playground(&self) -> bool {
+        self.server
+            .playground
+            .unwrap_or(self.auth.mode == AuthMode::Dev)
+    }
+
     /// Checks what types alone cannot.
     pub fn validate(&self) -> anyhow::Result<()> {
         let mut problems = Vec::new();
@@ -662,5 +674,26 @@ mod tests {
             .to_string();
         assert!(err.contains("auth.mode"), "{err}");
         assert!(load("[server]\nbind = \"[::1]:8080\"\n", &[]).is_ok());
+    }
+
+    #[test]
+    fn the_playground_follows_the_auth_mode_unless_set() {
+        assert!(load("", &[]).unwrap().playground());
+        let clerk = "[auth]\nmode = \"clerk\"\n";
+        assert!(!load(clerk, &[]).unwrap().playground());
+        assert!(
+            load(clerk, &[("SERVER__PLAYGROUND", "true")])
+                .unwrap()
+                .playground()
+        );
+        assert!(
+            !load("[server]\nplayground = false\n", &[])
+                .unwrap()
+                .playground()
+        );
+        let err = load("[server]\nplayground = \"yes\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.playground"), "{err}");
     }
 }

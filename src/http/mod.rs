@@ -12,6 +12,7 @@ mod memories;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;
+pub mod playground;
 mod search;
 mod tasks;
 mod webhooks;

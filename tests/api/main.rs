@@ -13,6 +13,8 @@ mod memories;
 mod memory;
 mod migrations;
 mod minilm;
+mod node;
+mod playground;
 mod providers;
 mod realtime;
 mod search;
