@@ -11,22 +11,12 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
+import { env, rest, user } from "../e2e/support.mjs";
 
 const WAIT_MS = 15_000;
 const TEST_MS = 90_000;
-
-function env(name) {
-  const value = process.env[name];
-  assert.ok(
-    value,
-    `${name} is not set: run these tests through \`cargo test --test api playground\`, ` +
-      "which starts the servers and names the browser",
-  );
-  return value.replace(/\/+$/, "");
-}
 
 const DESKTOP = { width: 1280, height: 860 };
 const PHONE = { width: 390, height: 844 };
@@ -40,11 +30,6 @@ before(async () => {
 after(async () => {
   await browser?.close();
 });
-
-/** A fresh dev user id for one test. */
-function user(name) {
-  return `${name}_${randomBytes(6).toString("hex")}`;
-}
 
 /**
  * A page in a context of its own (its own storage, like another device), with every console
@@ -84,18 +69,6 @@ async function say(page, text) {
   const input = page.getByLabel("Message", { exact: true });
   await input.fill(text);
   await input.press("Enter");
-}
-
-async function rest(base, method, path, id, body) {
-  const headers = { authorization: `Bearer dev:${id}` };
-  if (body !== undefined) headers["content-type"] = "application/json";
-  const response = await fetch(`${base}${path}`, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await response.text();
-  return { status: response.status, body: text ? JSON.parse(text) : null };
 }
 
 async function shoot(page, name) {

@@ -10,28 +10,13 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { io } from "socket.io-client";
+import { env, rest, user } from "./support.mjs";
 
 const ACK_MS = 5000;
 const WAIT_MS = 10000;
 const TEST_MS = 30000;
-
-function env(name) {
-  const value = process.env[name];
-  assert.ok(
-    value,
-    `${name} is not set: run these tests through \`cargo test --test api socketio_client\`, ` +
-      "which starts the servers",
-  );
-  return value.replace(/\/+$/, "");
-}
-
-/** A fresh dev user id for one test. */
-function user(name) {
-  return `${name}_${randomBytes(6).toString("hex")}`;
-}
 
 /**
  * A socket with every event it receives recorded (from before it connects), so that a test
@@ -138,18 +123,6 @@ function assertInvalid(reply, what) {
     `${what} should fail validation: ${JSON.stringify(reply)}`,
   );
   assert.equal(typeof reply.error.message, "string", `${what}: error.message in ${JSON.stringify(reply)}`);
-}
-
-async function rest(base, method, path, id, body) {
-  const headers = { authorization: `Bearer dev:${id}` };
-  if (body !== undefined) headers["content-type"] = "application/json";
-  const response = await fetch(`${base}${path}`, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await response.text();
-  return { status: response.status, body: text ? JSON.parse(text) : null };
 }
 
 const doneIn = (conversationId) => (p) => p?.conversationId === conversationId;
