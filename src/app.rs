@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::dev::Server;
-use actix_web::middleware::from_fn;
+use actix_web::middleware::{Condition, from_fn};
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
 
@@ -226,6 +226,8 @@ impl Application {
         let shutdown_grace = std::time::Duration::from_secs(config.server.shutdown_grace_secs);
         let app_realtime = realtime.clone();
         let playground = config.playground();
+        let cors = config.cors();
+        let app_cors = cors.clone();
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -235,6 +237,12 @@ impl Application {
                 .app_data(web::PayloadConfig::new(max_body))
                 .app_data(body_deadline)
                 .wrap(from_fn(http::middleware::body_guard))
+                // Inside the request context and the metrics: preflights get a request id, a
+                // refused one the JSON error body, and both are counted.
+                .wrap(Condition::new(
+                    !app_cors.is_empty(),
+                    http::cors::middleware(&app_cors),
+                ))
                 .wrap(from_fn(http::metrics::record))
                 .wrap(from_fn(http::middleware::request_context))
                 .configure(http::routes)
@@ -274,6 +282,13 @@ impl Application {
         );
         if playground {
             tracing::info!("playground: open http://{addr}/ in a browser (server.playground)");
+        }
+        if !cors.is_empty() {
+            tracing::info!(
+                origins = ?cors.exact,
+                loopback = cors.loopback,
+                "CORS: browser apps on these origins may call the API (server.cors_origins)"
+            );
         }
         if config.auth.mode == crate::config::AuthMode::Dev {
             tracing::warn!(

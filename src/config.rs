@@ -43,6 +43,9 @@ pub struct ServerConfig {
     /// Serve the playground page at `/`; unset = on in dev mode, off otherwise
     /// ([`Config::playground`]).
     pub playground: Option<bool>,
+    /// Origins of browser apps that may call the API (CORS), exact (`https://app.example.com`);
+    /// unset = any loopback origin in dev mode, none otherwise ([`Config::cors`]).
+    pub cors_origins: Option<Vec<String>>,
 }
 
 impl Default for ServerConfig {
@@ -56,8 +59,42 @@ impl Default for ServerConfig {
             max_connections: 25_000,
             shutdown_grace_secs: 30,
             playground: None,
+            cors_origins: None,
         }
     }
+}
+
+/// The origins CORS lets in (see [`Config::cors`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorsOrigins {
+    pub exact: Vec<String>,
+    /// Any `http(s)://localhost|127.0.0.1|[::1]` origin, whatever its port.
+    pub loopback: bool,
+}
+
+impl CorsOrigins {
+    pub fn is_empty(&self) -> bool {
+        self.exact.is_empty() && !self.loopback
+    }
+}
+
+/// An origin is `scheme://host[:port]` exactly as browsers send it: no wildcard, path or
+/// trailing slash, lower case, no default port.
+fn check_origin(origin: &str) -> Result<(), String> {
+    if origin.contains('*') {
+        return Err("is a wildcard: list each origin exactly".into());
+    }
+    let url = url::Url::parse(origin).map_err(|e| format!("is not an origin ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("must be an http:// or https:// origin".into());
+    }
+    let canonical = url.origin().ascii_serialization();
+    if canonical != origin {
+        return Err(format!(
+            "is not an origin as a browser sends it: write {canonical:?}"
+        ));
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -416,6 +453,21 @@ impl Config {
             .unwrap_or(self.auth.mode == AuthMode::Dev)
     }
 
+    /// Which browser origins may call the API: `server.cors_origins`, or, when unset, any
+    /// loopback origin in dev mode (a frontend's dev server on another port) and none otherwise.
+    pub fn cors(&self) -> CorsOrigins {
+        match &self.server.cors_origins {
+            Some(exact) => CorsOrigins {
+                exact: exact.clone(),
+                loopback: false,
+            },
+            None => CorsOrigins {
+                exact: Vec::new(),
+                loopback: self.auth.mode == AuthMode::Dev,
+            },
+        }
+    }
+
     /// Checks what types alone cannot.
     pub fn validate(&self) -> anyhow::Result<()> {
         let mut problems = Vec::new();
@@ -427,6 +479,11 @@ impl Config {
         }
         if self.server.max_connections == 0 {
             problems.push("server.max_connections must be at least 1".to_owned());
+        }
+        for origin in self.server.cors_origins.iter().flatten() {
+            if let Err(problem) = check_origin(origin) {
+                problems.push(format!("server.cors_origins: {origin:?} {problem}"));
+            }
         }
         if self.database.pool_size == 0 {
             problems.push("database.pool_size must be at least 1".to_owned());
@@ -695,5 +752,43 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("server.playground"), "{err}");
+    }
+
+    #[test]
+    fn cors_origins_are_exact_origins() {
+        let dev = load("", &[]).unwrap().cors();
+        assert!(dev.loopback && dev.exact.is_empty());
+        let clerk = load("[auth]\nmode = \"clerk\"\n", &[]).unwrap().cors();
+        assert!(clerk.is_empty());
+        let listed = load(
+            "[server]\ncors_origins = [\"https://app.example.com\", \"http://localhost:5173\"]\n",
+            &[],
+        )
+        .unwrap()
+        .cors();
+        assert_eq!(
+            listed.exact,
+            ["https://app.example.com", "http://localhost:5173"]
+        );
+        assert!(!listed.loopback, "a list replaces the dev default");
+        for (origin, problem) in [
+            ("*", "wildcard"),
+            ("https://*.example.com", "wildcard"),
+            (
+                "https://app.example.com/",
+                "write \"https://app.example.com\"",
+            ),
+            ("https://App.example.com", "write"),
+            ("https://app.example.com:443", "write"),
+            ("app.example.com", "not an origin"),
+            ("ftp://app.example.com", "http:// or https://"),
+        ] {
+            let toml = format!("[server]\ncors_origins = [{origin:?}]\n");
+            let err = load(&toml, &[]).unwrap_err().to_string();
+            assert!(
+                err.contains("server.cors_origins") && err.contains(problem),
+                "{origin}: {err}"
+            );
+        }
     }
 }

@@ -97,6 +97,18 @@ fn json_error_body(
             "a valid bearer token is required",
         ),
         StatusCode::SERVICE_UNAVAILABLE => (ErrorCode::Unavailable, "the service is unavailable"),
+        StatusCode::BAD_REQUEST
+            if response.request().method() == actix_web::http::Method::OPTIONS
+                && response
+                    .request()
+                    .headers()
+                    .contains_key(actix_web::http::header::ACCESS_CONTROL_REQUEST_METHOD) =>
+        {
+            (
+                ErrorCode::BadRequest,
+                "CORS preflight refused: this origin, method or header is not allowed (server.cors_origins)",
+            )
+        }
         s if s.is_server_error() => (ErrorCode::Internal, "internal error"),
         _ => (ErrorCode::BadRequest, "the request was not understood"),
     };

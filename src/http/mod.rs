@@ -3,6 +3,7 @@
 mod auth;
 mod chat;
 mod conversations;
+pub mod cors;
 pub mod error;
 mod events;
 pub mod extract;

@@ -4,6 +4,7 @@
 mod auth;
 mod chat;
 mod conversations;
+mod cors;
 mod events;
 mod helpers;
 mod hostile;
