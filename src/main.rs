@@ -1,5 +1,7 @@
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use mimalloc::MiMalloc;
@@ -37,6 +39,13 @@ enum Command {
     /// re-creates the collection, or resumes an interrupted rebuild; with vector.backend =
     /// "edge", stop the server first: the store belongs to one process).
     Reindex,
+    /// Ask the running server whether it is ready (`GET /readyz` at server.bind): exit 0 if it
+    /// answers 200 in time, 1 otherwise. For a container's HEALTHCHECK, with no curl in the image.
+    Healthcheck {
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300))]
+        timeout_secs: u64,
+    },
     /// Model files for semantic memory.
     Models {
         #[command(subcommand)]
@@ -75,15 +84,25 @@ fn main() -> ExitCode {
         Some(path) => Source::Explicit(path),
         None => Source::Default,
     };
+    let command = cli.command.unwrap_or(Command::Serve);
     let config = match Config::load(&source) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("pixie: invalid configuration:\n{e:#}");
-            return ExitCode::from(2);
+            // A health check has two answers (Docker reserves 2).
+            let code = if matches!(command, Command::Healthcheck { .. }) {
+                1
+            } else {
+                2
+            };
+            return ExitCode::from(code);
         }
     };
+    if let Command::Healthcheck { timeout_secs } = command {
+        return healthcheck(&config, Duration::from_secs(timeout_secs));
+    }
     pixie::telemetry::init(&config.log);
-    let result = match cli.command.unwrap_or(Command::Serve) {
+    let result = match command {
         Command::Serve => serve(config),
         Command::Migrate => pixie::db::prepare(&config.database.settings()).map(|applied| {
             if applied.is_empty() {
@@ -98,6 +117,8 @@ fn main() -> ExitCode {
         }),
         Command::CheckConfig => check_config(&config),
         Command::Reindex => reindex(&config),
+        // Answered above, before logging starts.
+        Command::Healthcheck { .. } => Ok(()),
         Command::Models {
             command: ModelsCommand::Fetch,
         } => fetch_models(&config),
@@ -121,6 +142,52 @@ fn check_config(config: &Config) -> anyhow::Result<()> {
     }
     println!("configuration is valid");
     Ok(())
+}
+
+/// `GET /readyz` at the configured address; a wildcard bind is asked on its loopback.
+fn healthcheck(config: &Config, timeout: Duration) -> ExitCode {
+    let mut addr = config.server.bind;
+    if addr.port() == 0 {
+        eprintln!("pixie healthcheck: server.bind has port 0; set the port the server listens on");
+        return ExitCode::FAILURE;
+    }
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let url = format!("http://{addr}/readyz");
+    let asked = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| {
+            runtime.block_on(async {
+                let client = reqwest::Client::builder()
+                    .timeout(timeout)
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()?;
+                let res = client.get(&url).send().await?;
+                let status = res.status();
+                let body = res.text().await.unwrap_or_default();
+                anyhow::Ok((status, body))
+            })
+        });
+    match asked {
+        Ok((status, body)) if status == reqwest::StatusCode::OK => {
+            println!("ready: {body}");
+            ExitCode::SUCCESS
+        }
+        Ok((status, body)) => {
+            eprintln!("pixie healthcheck: {url} answered {status}: {body}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("pixie healthcheck: {url}: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn reindex(config: &Config) -> anyhow::Result<()> {

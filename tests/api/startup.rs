@@ -287,3 +287,67 @@ async fn an_embedder_that_does_not_fit_the_vector_store_stops_the_start() {
     TestDatabase::drop_by_url(&url);
     let _ = std::fs::remove_dir_all(&data_dir);
 }
+
+/// `pixie healthcheck` as a container runs it: its exit status, and how long it took.
+async fn healthcheck(bind: &str, extra: &[(&str, &str)]) -> (std::process::Output, Duration) {
+    let started = Instant::now();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_pixie"))
+        .args(["healthcheck", "--timeout-secs", "1"])
+        .env_remove("PIXIE_CONFIG")
+        .env("PIXIE__SERVER__BIND", bind)
+        .envs(extra.iter().copied())
+        .current_dir(env!("CARGO_TARGET_TMPDIR"))
+        .output()
+        .await
+        .expect("run pixie healthcheck");
+    (out, started.elapsed())
+}
+
+#[tokio::test]
+async fn healthcheck_exits_0_for_a_ready_server_and_1_otherwise_in_bounded_time() {
+    let db = tokio::task::spawn_blocking(TestDatabase::migrated)
+        .await
+        .unwrap();
+    let (_server, addr) = crate::helpers::serve_binary(&db, &[]).await;
+    let (out, _) = healthcheck(&addr, &[]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("\"database\":\"ok\""), "{stdout}");
+
+    // Nothing listening.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed = free.local_addr().unwrap().to_string();
+    drop(free);
+    let (out, _) = healthcheck(&closed, &[]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/readyz"));
+
+    // A listener that never answers: the timeout decides.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap().to_string();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            held.push(stream);
+        }
+    });
+    let (out, took) = healthcheck(&silent_addr, &[]).await;
+    hold.abort();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        took < Duration::from_secs(5),
+        "took {took:?} with a 1 s timeout"
+    );
+
+    // A configuration it cannot read is unhealthy too (1: Docker reserves 2).
+    let (out, _) = healthcheck(&addr, &[("PIXIE__DATABASE__POOL_SIZE", "0")]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let (out, _) = healthcheck("127.0.0.1:0", &[]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("port 0"));
+}
