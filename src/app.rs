@@ -380,7 +380,22 @@ async fn shutdown_signal() -> &'static str {
     }
 }
 
-async fn not_found() -> HttpResponse {
+/// No route took the request: a documented path with another method is a 405 with `Allow`
+/// (each method is its own route, so the router alone would say 404); anything else a 404.
+async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
+    if let Some(methods) = http::openapi::DOCUMENT.methods_of(req.path()) {
+        let allow = methods
+            .iter()
+            .map(|m| m.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        return HttpResponse::MethodNotAllowed()
+            .insert_header((actix_web::http::header::ALLOW, allow))
+            .json(error_body(&Problem::new(
+                ErrorCode::MethodNotAllowed,
+                "method not allowed on this route",
+            )));
+    }
     HttpResponse::NotFound().json(error_body(&Problem::new(
         ErrorCode::NotFound,
         "no such route",

@@ -776,11 +776,8 @@ impl ConversationRepository for PgStore {
                     .first::<DateTime<Utc>>(conn)
                     .optional()?
                 else {
-                    return Err(DomainError::invalid(
-                        "before",
-                        "is not a message of this conversation",
-                    )
-                    .into());
+                    // An id this conversation does not hold, like any unknown id.
+                    return Err(DomainError::NotFound.into());
                 };
                 q = q.filter(stored_before(at, before));
             }

@@ -13,7 +13,7 @@ pub const TITLE_MAX: usize = 500;
 pub const CLIENT_MESSAGE_ID_MAX: usize = 64;
 pub const MESSAGE_TEXT_MAX: usize = 8_000;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Conversation {
     pub id: Uuid,
@@ -53,7 +53,7 @@ impl NewConversation {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     User,
@@ -77,7 +77,7 @@ impl Role {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ToolCallStatus {
     Ok,
@@ -85,7 +85,7 @@ pub enum ToolCallStatus {
 }
 
 /// A tool the assistant ran while writing a message, stored with that message.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ToolCall {
     pub id: String,
@@ -99,7 +99,7 @@ pub struct ToolCall {
     pub error_code: Option<ErrorCode>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Message {
     pub id: Uuid,
@@ -154,13 +154,16 @@ impl NewMessage {
         if self.content.contains('\0') {
             errors.add("text", "must not contain NUL characters");
         }
-        if let Some(id) = &self.client_message_id
-            && (id.is_empty() || id.chars().count() > CLIENT_MESSAGE_ID_MAX)
-        {
-            errors.add(
-                "clientMessageId",
-                format!("must be 1 to {CLIENT_MESSAGE_ID_MAX} characters"),
-            );
+        if let Some(id) = &self.client_message_id {
+            if id.is_empty() || id.chars().count() > CLIENT_MESSAGE_ID_MAX {
+                errors.add(
+                    "clientMessageId",
+                    format!("must be 1 to {CLIENT_MESSAGE_ID_MAX} characters"),
+                );
+            } else if id.contains('\0') {
+                // PostgreSQL cannot store it: refused here rather than failing the insert.
+                errors.add("clientMessageId", "must not contain NUL characters");
+            }
         }
         errors.into_result()?;
         Ok(Message {

@@ -8,7 +8,9 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 /// Every error code of the public contract (`../API.md`, "Errors"), snake_case on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// A body that is not JSON (REST).
@@ -84,7 +86,7 @@ impl std::fmt::Display for ErrorCode {
 
 /// An error as a client reads it, on every edge: `{"code", "message", "details"?}` (a REST
 /// body holds it under `error`, a Socket.IO ack under `error` next to `ok: false`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     pub code: ErrorCode,
     pub message: String,

@@ -24,7 +24,7 @@ pub const MAX_EXAMINED_PER_LISTING: usize = 200_000;
 /// And at most this long: expansion runs off the request workers, but a listing still ends.
 pub const EXPANSION_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Event {
     pub id: Uuid,

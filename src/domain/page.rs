@@ -11,6 +11,12 @@ use super::error::DomainError;
 pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 200;
 
+/// What [`Cursor::decode`] reads: microseconds since the epoch, a dot, a hyphenated UUID.
+/// Every match decodes to a time PostgreSQL can compare (about 1200 BC to 33658 AD: up to 17
+/// digits before the epoch, 18 after), and every cursor issued matches (the API's times are
+/// years 0 to 9999).
+pub const CURSOR_PATTERN: &str = "^(?:-[0-9]{1,17}|[0-9]{1,18})\\.[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
+
 /// A position in a listing ordered by `(at, id)`: the last item a page returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {
@@ -19,19 +25,36 @@ pub struct Cursor {
 }
 
 impl Cursor {
+    /// `<microseconds since the epoch>.<uuid>`: a form the OpenAPI document can state as a
+    /// pattern ([`CURSOR_PATTERN`]), so that every cursor it allows is one this reads.
     pub fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(format!("{}.{}", self.at.timestamp_micros(), self.id))
+        format!("{}.{}", self.at.timestamp_micros(), self.id.hyphenated())
     }
 
     pub fn decode(text: &str) -> Result<Self, DomainError> {
         let invalid = || DomainError::invalid("cursor", "is not a cursor this server issued");
-        let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| invalid())?;
-        let text = std::str::from_utf8(&bytes).map_err(|_| invalid())?;
+        // Cursors issued before the plain form were the same text in unpadded base64url.
+        let legacy = (!text.contains('.'))
+            .then(|| URL_SAFE_NO_PAD.decode(text).ok())
+            .flatten()
+            .and_then(|bytes| String::from_utf8(bytes).ok());
+        let text = legacy.as_deref().unwrap_or(text);
         let (micros, id) = text.split_once('.').ok_or_else(invalid)?;
+        let (negative, digits) = match micros.strip_prefix('-') {
+            Some(digits) => (true, digits),
+            None => (false, micros),
+        };
+        let most = if negative { 17 } else { 18 };
+        if !(1..=most).contains(&digits.len())
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+            || id.len() != 36
+        {
+            return Err(invalid());
+        }
         let micros: i64 = micros.parse().map_err(|_| invalid())?;
         Ok(Self {
             at: DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?,
-            id: Uuid::parse_str(id).map_err(|_| invalid())?,
+            id: Uuid::try_parse(id).map_err(|_| invalid())?,
         })
     }
 }
@@ -53,7 +76,11 @@ impl PageRequest {
                 format!("must be between 1 and {max}"),
             ));
         }
-        let after = cursor.map(Cursor::decode).transpose()?;
+        // `cursor=` (empty) is the first page, like no cursor.
+        let after = cursor
+            .filter(|c| !c.is_empty())
+            .map(Cursor::decode)
+            .transpose()?;
         Ok(Self { limit, after })
     }
 
@@ -63,7 +90,7 @@ impl PageRequest {
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Page<T> {
     pub items: Vec<T>,
@@ -101,8 +128,44 @@ mod tests {
     }
 
     #[test]
+    fn cursors_round_trip_at_the_ends_of_time_and_old_ones_still_read() {
+        for at in [
+            "9999-12-31T23:59:59.999999Z",
+            "0001-01-01T00:00:00Z",
+            "1969-12-31T23:59:59.999999Z",
+        ] {
+            let cursor = Cursor {
+                at: at.parse().unwrap(),
+                id: Uuid::now_v7(),
+            };
+            let text = cursor.encode();
+            let (micros, id) = text.split_once('.').unwrap();
+            assert!(micros.trim_start_matches('-').len() <= 18, "{text}");
+            assert_eq!(id.len(), 36);
+            assert_eq!(Cursor::decode(&text).unwrap(), cursor);
+        }
+        let cursor = Cursor {
+            at: DateTime::from_timestamp_micros(1_780_000_000_123_456).unwrap(),
+            id: Uuid::now_v7(),
+        };
+        let legacy = URL_SAFE_NO_PAD.encode(format!("{}.{}", 1_780_000_000_123_456_i64, cursor.id));
+        assert_eq!(Cursor::decode(&legacy).unwrap(), cursor);
+    }
+
+    #[test]
     fn garbage_cursor_is_a_validation_error() {
-        for text in ["", "!!", "bm90IGEgY3Vyc29y", "MTIzLm5vdC1hLXV1aWQ"] {
+        for text in [
+            "",
+            "!!",
+            "bm90IGEgY3Vyc29y",
+            "MTIzLm5vdC1hLXV1aWQ",
+            "-.01a232e2-044e-7675-bc90-4f5f0e991bf5",
+            "1.01a232e2044e7675bc904f5f0e991bf5",
+            "99999999999999999999.01a232e2-044e-7675-bc90-4f5f0e991bf5",
+            // Before PostgreSQL's first timestamp.
+            "-716327346450411235.01a232e2-044e-7675-bc90-4f5f0e991bf5",
+            "1e5.01a232e2-044e-7675-bc90-4f5f0e991bf5",
+        ] {
             assert!(matches!(
                 Cursor::decode(text),
                 Err(DomainError::Validation(_))

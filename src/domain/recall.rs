@@ -35,7 +35,7 @@ const QUESTION_WEIGHT: f32 = 0.5;
 const SNIPPET_CHARS: usize = 280;
 
 /// One hit of recall: `score` orders the hits of one answer and means nothing across answers.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SearchHit {
     pub kind: DocKind,

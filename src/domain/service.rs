@@ -540,16 +540,9 @@ impl Domain {
         limit: usize,
         exclude: Option<Uuid>,
     ) -> DomainResult<Vec<SearchHit>> {
-        let query = query.trim();
-        if query.is_empty() {
-            return Err(DomainError::invalid("q", "must not be empty"));
-        }
-        if query.chars().count() > SEARCH_QUERY_MAX {
-            return Err(DomainError::invalid(
-                "q",
-                format!("must be at most {SEARCH_QUERY_MAX} characters"),
-            ));
-        }
+        let query = super::values::required_text(query, SEARCH_QUERY_MAX)
+            .map_err(|problem| DomainError::invalid("q", problem))?;
+        let query = query.as_str();
         if limit == 0 || limit > SEARCH_LIMIT_MAX {
             return Err(DomainError::invalid(
                 "limit",

@@ -5,9 +5,10 @@ use serde::Serialize;
 
 use super::values::UserId;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct User {
+    #[schema(value_type = String)]
     pub id: UserId,
     pub created_at: DateTime<Utc>,
 }

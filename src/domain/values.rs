@@ -44,18 +44,24 @@ impl fmt::Display for UserId {
 
 /// A required, trimmed text of `1..=max` characters.
 pub fn required_text(value: &str, max: usize) -> Result<String, String> {
+    // The limit is on what the client sent, padding included.
+    bounded(value, max)?;
     let trimmed = value.trim();
     if trimmed.is_empty() {
         return Err("must not be empty".into());
     }
-    bounded(trimmed, max)
+    Ok(trimmed.to_owned())
 }
 
 /// An optional text of at most `max` characters; an empty or blank value reads as absent.
 pub fn optional_text(value: Option<&str>, max: usize) -> Result<Option<String>, String> {
-    match value.map(str::trim) {
-        None | Some("") => Ok(None),
-        Some(text) => bounded(text, max).map(Some),
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    bounded(value, max)?;
+    match value.trim() {
+        "" => Ok(None),
+        text => Ok(Some(text.to_owned())),
     }
 }
 

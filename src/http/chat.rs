@@ -5,30 +5,42 @@
 //! Either way the turn runs in the background: a client that hangs up does not cut it
 //! half-way; its answer is stored and can be read from the conversation's messages.
 
+use actix_web::post;
 use std::sync::Arc;
 
 use actix_web::http::header;
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::AppState;
 use super::auth::AuthUser;
-use super::error::ApiResult;
+use super::error::{ApiErrors, ApiResult};
 use super::extract::ApiJson;
 use crate::domain::DomainError;
 use crate::domain::chat::{ChatEvent, ChatListener, ChatRequest, TurnState};
+use crate::domain::conversation::Message;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/chat").post(chat));
+pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.service(chat);
 }
 
-#[derive(Deserialize)]
+/// A turn answered as JSON.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = ChatReply)]
+struct Reply {
+    conversation_id: Uuid,
+    user_message: Message,
+    assistant_message: Message,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(as = ChatRequest)]
 struct ChatBody {
     conversation_id: Option<Uuid>,
     client_message_id: Option<String>,
@@ -59,6 +71,14 @@ fn sse(name: &str, payload: &RawValue) -> Bytes {
     Bytes::from(format!("event: {name}\ndata: {}\n\n", payload.get()))
 }
 
+/// One chat turn. With `Accept: text/event-stream` the turn streams as Server-Sent Events named like the Socket.IO events (`chat:message`, `chat:delta`, `chat:tool`, then `chat:done` or `chat:error`; data: the Socket.IO payloads)
+#[utoipa::path(
+    tag = "chat",
+    request_body = ChatBody,
+    responses((status = 200, description = "The stored question and answer; or, with Accept: text/event-stream, the turn as events", body = Reply, content_type = "application/json"), ApiErrors),
+    security(("bearer" = []))
+)]
+#[post("/chat")]
 async fn chat(
     req: HttpRequest,
     user: AuthUser,
@@ -75,11 +95,11 @@ async fn chat(
     let user = user.0;
     if !wants_event_stream(&req) {
         let turn = domain.chat(&user, request).await?;
-        return Ok(HttpResponse::Ok().json(json!({
-            "conversationId": turn.conversation_id,
-            "userMessage": turn.user_message,
-            "assistantMessage": turn.assistant_message,
-        })));
+        return Ok(HttpResponse::Ok().json(Reply {
+            conversation_id: turn.conversation_id,
+            user_message: turn.user_message,
+            assistant_message: turn.assistant_message,
+        }));
     }
     // Refusals (bad input, unknown conversation, quota, conflict) are plain HTTP errors; once
     // the message is stored, everything else is an event.

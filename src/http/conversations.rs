@@ -1,30 +1,46 @@
 //! `/v1/conversations` and their messages.
 
 use actix_web::{HttpResponse, web};
+use actix_web::{delete, get, post};
 use serde::Deserialize;
+use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
 use super::auth::AuthUser;
-use super::error::ApiResult;
+use super::error::{ApiErrors, ApiResult};
 use super::extract::{ApiJson, ApiQuery};
 use super::{AppState, IdPath};
 use crate::domain::DomainError;
-use crate::domain::conversation::{ConversationQuery, MessageQuery, NewConversation};
-use crate::domain::page::{DEFAULT_LIMIT, MAX_LIMIT, PageRequest};
+use crate::domain::conversation::{
+    Conversation, ConversationQuery, Message, MessageQuery, NewConversation,
+};
+use crate::domain::page::{DEFAULT_LIMIT, MAX_LIMIT, Page, PageRequest};
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/conversations").get(list).post(create))
-        .service(web::resource("/conversations/{id}").delete(delete))
-        .service(web::resource("/conversations/{id}/messages").get(messages));
+pub fn routes(cfg: &mut ServiceConfig) {
+    cfg.service(list)
+        .service(create)
+        .service(remove)
+        .service(messages);
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Page size.
     limit: Option<u32>,
+    /// `nextCursor` of the previous page.
     cursor: Option<String>,
 }
 
+/// List conversations, most recent activity first
+#[utoipa::path(
+    tag = "conversations",
+    params(ListQuery),
+    responses((status = 200, description = "A page of conversations", body = Page<Conversation>), ApiErrors),
+    security(("bearer" = []))
+)]
+#[get("/conversations")]
 async fn list(
     user: AuthUser,
     state: web::Data<AppState>,
@@ -36,12 +52,21 @@ async fn list(
     Ok(HttpResponse::Ok().json(state.domain.list_conversations(&user.0, query).await?))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ConversationCreate)]
 struct CreateBody {
     title: Option<String>,
 }
 
+/// Start a conversation
+#[utoipa::path(
+    tag = "conversations",
+    request_body = CreateBody,
+    responses((status = 201, description = "Started", body = Conversation), ApiErrors),
+    security(("bearer" = []))
+)]
+#[post("/conversations")]
 async fn create(
     user: AuthUser,
     state: web::Data<AppState>,
@@ -51,18 +76,38 @@ async fn create(
     Ok(HttpResponse::Created().json(state.domain.create_conversation(&user.0, new).await?))
 }
 
-async fn delete(user: AuthUser, state: web::Data<AppState>, id: IdPath) -> ApiResult<HttpResponse> {
+/// Delete a conversation, its messages and their vectors
+#[utoipa::path(
+    tag = "conversations",
+    params(("id" = uuid::Uuid, Path, description = "The conversation's id")),
+    responses((status = 204, description = "Deleted"), ApiErrors),
+    security(("bearer" = []))
+)]
+#[delete("/conversations/{id}")]
+async fn remove(user: AuthUser, state: web::Data<AppState>, id: IdPath) -> ApiResult<HttpResponse> {
     state.domain.delete_conversation(&user.0, id.0).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct MessagesQuery {
+    /// Only messages older than this one (a message id).
+    #[param(format = Uuid)]
     before: Option<String>,
+    /// Page size.
     limit: Option<u32>,
 }
 
+/// A conversation's messages, oldest to newest; `nextCursor` is the `before` of the older page
+#[utoipa::path(
+    tag = "conversations",
+    params(("id" = uuid::Uuid, Path, description = "The conversation's id"), MessagesQuery),
+    responses((status = 200, description = "A page of messages", body = Page<Message>), ApiErrors),
+    security(("bearer" = []))
+)]
+#[get("/conversations/{id}/messages")]
 async fn messages(
     user: AuthUser,
     state: web::Data<AppState>,

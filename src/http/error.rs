@@ -112,3 +112,46 @@ impl ResponseError for ApiError {
         response.json(error_body(&problem))
     }
 }
+
+/// The contract's error body, as the OpenAPI document describes it.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // described, never built: `error_body` writes it
+pub struct ErrorBody {
+    error: Problem,
+}
+
+/// The errors any authenticated operation may answer, for the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // described, never built
+pub enum ApiErrors {
+    /// `invalid_json`, `validation_failed` (details: field → problem) or `bad_request`
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// `unauthenticated`: no token, or a bad or expired one
+    #[response(status = 401)]
+    Unauthenticated(ErrorBody),
+    /// `not_found`: an unknown id, or one another user owns
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// `request_timeout`: the body did not arrive within `server.body_timeout_secs`
+    #[response(status = 408)]
+    RequestTimeout(ErrorBody),
+    /// `conflict`
+    #[response(status = 409)]
+    Conflict(ErrorBody),
+    /// `payload_too_large`: the body is over `server.max_body_bytes`
+    #[response(status = 413)]
+    PayloadTooLarge(ErrorBody),
+    /// `unsupported_encoding`: bodies are never decompressed
+    #[response(status = 415)]
+    UnsupportedEncoding(ErrorBody),
+    /// `rate_limited`, with `Retry-After`
+    #[response(status = 429)]
+    RateLimited(ErrorBody),
+    /// `internal`, with `details.requestId`
+    #[response(status = 500)]
+    Internal(ErrorBody),
+    /// `unavailable`: a dependency is down; with `Retry-After`; nothing was half-written
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}

@@ -1,36 +1,49 @@
 //! `/v1/events`
 
 use actix_web::{HttpResponse, web};
+use actix_web::{delete, get, patch, post};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::auth::AuthUser;
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiErrors, ApiResult};
 use super::extract::{ApiJson, ApiQuery, not_null, nullable};
 use super::{AppState, IdPath};
 use crate::domain::FieldErrors;
-use crate::domain::event::{EventPatch, EventQuery, EventRange, NewEvent};
-use crate::domain::page::{MAX_LIMIT, PageRequest};
+use crate::domain::event::{Event, EventPatch, EventQuery, EventRange, NewEvent};
+use crate::domain::page::{MAX_LIMIT, Page, PageRequest};
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/events").get(list).post(create))
-        .service(
-            web::resource("/events/{id}")
-                .get(get)
-                .patch(update)
-                .delete(delete),
-        );
+pub fn routes(cfg: &mut ServiceConfig) {
+    cfg.service(list)
+        .service(create)
+        .service(show)
+        .service(update)
+        .service(remove);
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// With `to`: the events and occurrences overlapping [from, to).
     from: Option<DateTime<Utc>>,
+    /// With `from`.
     to: Option<DateTime<Utc>>,
+    /// Page size.
     limit: Option<u32>,
+    /// `nextCursor` of the previous page.
     cursor: Option<String>,
 }
 
+/// List events by start; with a range, recurring events expand into their occurrences
+#[utoipa::path(
+    tag = "events",
+    params(ListQuery),
+    responses((status = 200, description = "A page of events and occurrences", body = Page<Event>), ApiErrors),
+    security(("bearer" = []))
+)]
+#[get("/events")]
 async fn list(
     user: AuthUser,
     state: web::Data<AppState>,
@@ -43,8 +56,9 @@ async fn list(
     Ok(HttpResponse::Ok().json(state.domain.list_events(&user.0, query).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(as = EventCreate)]
 struct CreateBody {
     title: String,
     description: Option<String>,
@@ -56,6 +70,14 @@ struct CreateBody {
     recurrence: Option<String>,
 }
 
+/// Create an event
+#[utoipa::path(
+    tag = "events",
+    request_body = CreateBody,
+    responses((status = 201, description = "Created", body = Event), ApiErrors),
+    security(("bearer" = []))
+)]
+#[post("/events")]
 async fn create(
     user: AuthUser,
     state: web::Data<AppState>,
@@ -74,24 +96,38 @@ async fn create(
     Ok(HttpResponse::Created().json(event))
 }
 
-async fn get(user: AuthUser, state: web::Data<AppState>, id: IdPath) -> ApiResult<HttpResponse> {
+/// Get an event
+#[utoipa::path(
+    tag = "events",
+    params(("id" = uuid::Uuid, Path, description = "The event's id")),
+    responses((status = 200, description = "The event", body = Event), ApiErrors),
+    security(("bearer" = []))
+)]
+#[get("/events/{id}")]
+async fn show(user: AuthUser, state: web::Data<AppState>, id: IdPath) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(state.domain.get_event(&user.0, id.0).await?))
 }
 
-#[derive(Deserialize)]
+/// A partial update: an absent field is kept, `null` clears a nullable one.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(as = EventPatch)]
 struct PatchBody {
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = String)]
     title: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     description: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     location: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = DateTime<Utc>)]
     start_at: Option<Option<DateTime<Utc>>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = DateTime<Utc>)]
     end_at: Option<Option<DateTime<Utc>>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = bool)]
     is_all_day: Option<Option<bool>>,
     #[serde(default, deserialize_with = "nullable")]
     recurrence: Option<Option<String>>,
@@ -115,6 +151,15 @@ impl TryFrom<PatchBody> for EventPatch {
     }
 }
 
+/// Update an event
+#[utoipa::path(
+    tag = "events",
+    params(("id" = uuid::Uuid, Path, description = "The event's id")),
+    request_body = PatchBody,
+    responses((status = 200, description = "Updated", body = Event), ApiErrors),
+    security(("bearer" = []))
+)]
+#[patch("/events/{id}")]
 async fn update(
     user: AuthUser,
     state: web::Data<AppState>,
@@ -128,7 +173,15 @@ async fn update(
     Ok(HttpResponse::Ok().json(event))
 }
 
-async fn delete(user: AuthUser, state: web::Data<AppState>, id: IdPath) -> ApiResult<HttpResponse> {
+/// Delete an event (every occurrence of a series)
+#[utoipa::path(
+    tag = "events",
+    params(("id" = uuid::Uuid, Path, description = "The event's id")),
+    responses((status = 204, description = "Deleted"), ApiErrors),
+    security(("bearer" = []))
+)]
+#[delete("/events/{id}")]
+async fn remove(user: AuthUser, state: web::Data<AppState>, id: IdPath) -> ApiResult<HttpResponse> {
     state.domain.delete_event(&user.0, id.0).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -6,6 +6,7 @@
 //! registered pattern or `unmatched`, the status is a number the server chose. A series is
 //! never created from request text, so no request can grow the registry.
 
+use actix_web::get;
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
@@ -119,6 +120,12 @@ pub async fn record(
     Ok(response)
 }
 
+/// Prometheus metrics, text format
+#[utoipa::path(
+    tag = "operations",
+    responses((status = 200, description = "The Prometheus text format", body = String, content_type = "text/plain"))
+)]
+#[get("/metrics")]
 pub async fn render(metrics: web::Data<Metrics>) -> HttpResponse {
     match metrics.render() {
         Ok(text) => HttpResponse::Ok()

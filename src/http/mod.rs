@@ -42,15 +42,21 @@ pub struct AppState {
     pub webhook_secret: Option<WebhookSecret>,
 }
 
-/// Every route of the server.
+/// Every REST route of the server (the playground and the Socket.IO endpoint are added apart).
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    api(&mut utoipa_actix_web::service_config::ServiceConfig::new(
+        cfg,
+    ));
+}
+
+/// The REST routes, each registered with its OpenAPI description (`openapi::DOCUMENT` is
+/// built from this same function).
+pub fn api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     health::routes(cfg);
-    // Resources, not bare routes: another method on a known path is a 405, not a 404.
-    cfg.service(web::resource("/metrics").get(metrics::render))
-        .service(web::resource("/openapi.json").get(openapi::serve));
+    cfg.service(metrics::render).service(openapi::serve);
     webhooks::routes(cfg);
     cfg.service(
-        web::scope("/v1")
+        utoipa_actix_web::scope("/v1")
             .configure(me::routes)
             .configure(tasks::routes)
             .configure(events::routes)

@@ -1,357 +1,474 @@
-//! `GET /openapi.json`: the OpenAPI 3.1 description of every REST route.
+//! `GET /openapi.json`: the OpenAPI 3.1 document of every REST route, derived from the
+//! handlers (`#[utoipa::path]`) and the types they read and write (`ToSchema`, `IntoParams`),
+//! collected by utoipa-actix-web as the routes are registered: a route cannot be served without
+//! being described. The limits validation enforces are written into the schemas from the same
+//! constants ([`LIMITS`]), and the router's 405s take their `Allow` from the document.
 
-use actix_web::HttpResponse;
-use serde_json::{Value, json};
+use actix_web::get;
+use std::sync::LazyLock;
 
-fn r(name: &str) -> Value {
-    json!({ "$ref": format!("#/components/schemas/{name}") })
-}
+use actix_web::http::Method;
+use actix_web::{App, HttpResponse};
+use utoipa::openapi::path::{Operation, ParameterIn};
+use utoipa::openapi::schema::{Object, Schema};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{OpenApi as Document, RefOr};
+use utoipa::{Modify, OpenApi};
+use utoipa_actix_web::AppExt;
 
-fn nullable(kind: &str) -> Value {
-    json!({ "type": [kind, "null"] })
-}
+use super::error::ErrorBody;
+use crate::domain::page::{CURSOR_PATTERN, MAX_LIMIT};
+use crate::domain::service::{SEARCH_LIMIT_MAX, SEARCH_QUERY_MAX};
+use crate::domain::{conversation, event, memory, task};
 
-fn time() -> Value {
-    json!({ "type": "string", "format": "date-time" })
-}
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Pixie server",
+        description = "REST API of Pixie, a self-hostable AI personal assistant backend. Every \
+                       error is `{\"error\": {code, message, details?}}`; every response carries \
+                       `x-request-id`. The realtime API (Socket.IO at `/socket.io/`) is described \
+                       in the project's API.md."
+    ),
+    components(schemas(ErrorBody)),
+    modifiers(&Bearer),
+    tags(
+        (name = "tasks"), (name = "events"), (name = "memories"), (name = "conversations"),
+        (name = "chat"), (name = "search"), (name = "me"),
+        (name = "operations", description = "Health, metrics, this document, webhooks")
+    )
+)]
+struct ApiDoc;
 
-fn nullable_time() -> Value {
-    json!({ "type": ["string", "null"], "format": "date-time" })
-}
+/// The `bearer` scheme the operations name: a Clerk session JWT, or `dev:<user-id>` in dev mode.
+struct Bearer;
 
-fn uuid() -> Value {
-    json!({ "type": "string", "format": "uuid" })
-}
-
-fn page_of(item: &str) -> Value {
-    json!({
-        "type": "object",
-        "required": ["items", "nextCursor"],
-        "properties": {
-            "items": { "type": "array", "items": r(item) },
-            "nextCursor": nullable("string")
-        }
-    })
-}
-
-fn json_body(schema: Value) -> Value {
-    json!({ "required": true, "content": { "application/json": { "schema": schema } } })
-}
-
-fn ok(description: &str, schema: Value) -> Value {
-    json!({ "description": description, "content": { "application/json": { "schema": schema } } })
-}
-
-fn errors(codes: &[u16]) -> Value {
-    let mut out = serde_json::Map::new();
-    for code in codes {
-        out.insert(
-            code.to_string(),
-            json!({ "$ref": format!("#/components/responses/E{code}") }),
+impl Modify for Bearer {
+    fn modify(&self, doc: &mut Document) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A Clerk session JWT, or `dev:<user-id>` when auth.mode = \"dev\"",
+                    ))
+                    .build(),
+            ),
         );
     }
-    Value::Object(out)
 }
 
-/// An authenticated operation: its 2xx answer plus the errors every such route can give.
-fn op(summary: &str, params: Value, body: Option<Value>, status: u16, answer: Value) -> Value {
-    let mut responses = errors(&[400, 401, 404, 413, 500, 503]);
-    responses[status.to_string()] = answer;
-    let mut op = json!({
-        "summary": summary,
-        "security": [{ "bearer": [] }],
-        "parameters": params,
-        "responses": responses
-    });
-    if let Some(body) = body {
-        op["requestBody"] = body;
+/// What validation enforces, by schema and property: (min length, max length) of a string.
+const LIMITS: &[(&str, &str, usize, usize)] = &[
+    ("TaskCreate", "title", 1, task::TITLE_MAX),
+    ("TaskCreate", "description", 0, task::DESCRIPTION_MAX),
+    ("TaskCreate", "project", 0, task::PROJECT_MAX),
+    ("TaskPatch", "title", 1, task::TITLE_MAX),
+    ("TaskPatch", "description", 0, task::DESCRIPTION_MAX),
+    ("TaskPatch", "project", 0, task::PROJECT_MAX),
+    ("EventCreate", "title", 1, event::TITLE_MAX),
+    ("EventCreate", "description", 0, event::DESCRIPTION_MAX),
+    ("EventCreate", "location", 0, event::LOCATION_MAX),
+    ("EventCreate", "recurrence", 0, event::RECURRENCE_MAX),
+    ("EventPatch", "title", 1, event::TITLE_MAX),
+    ("EventPatch", "description", 0, event::DESCRIPTION_MAX),
+    ("EventPatch", "location", 0, event::LOCATION_MAX),
+    ("EventPatch", "recurrence", 0, event::RECURRENCE_MAX),
+    ("MemoryCreate", "content", 1, memory::CONTENT_MAX),
+    ("ConversationCreate", "title", 0, conversation::TITLE_MAX),
+    ("ChatRequest", "text", 1, conversation::MESSAGE_TEXT_MAX),
+    (
+        "ChatRequest",
+        "clientMessageId",
+        1,
+        conversation::CLIENT_MESSAGE_ID_MAX,
+    ),
+];
+
+/// The whitespace `str::trim` takes off (Unicode `White_Space`), spelled out: regex engines
+/// disagree on what `\s` means.
+const WHITESPACE: &str =
+    r"\t\n\x0B\x0C\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000";
+
+/// What a text field accepts besides its length: no NUL (PostgreSQL cannot store it) and, when
+/// required, something besides whitespace (texts are stored trimmed).
+fn text_pattern(required: bool) -> String {
+    if required {
+        format!(r"^[^\x00]*[^\x00{WHITESPACE}][^\x00]*$")
+    } else {
+        r"^[^\x00]*$".to_owned()
     }
-    op
 }
 
-fn query(name: &str, schema: Value, description: &str) -> Value {
-    json!({ "name": name, "in": "query", "required": false, "schema": schema, "description": description })
+/// `kinds` of `/v1/search`: a comma-separated list of kinds, blanks around them ignored.
+fn kinds_pattern() -> String {
+    let kinds = crate::domain::assistant::DocKind::ALL
+        .map(|k| k.as_str())
+        .join("|");
+    let part = format!(r"[{WHITESPACE}]*(?:(?:{kinds})[{WHITESPACE}]*)?");
+    format!("^{part}(?:,{part})*$")
 }
 
-fn id_param() -> Value {
-    json!({ "name": "id", "in": "path", "required": true, "schema": uuid() })
+/// Query parameters' limits, by name, wherever they appear: (minimum, maximum) of an integer,
+/// or the length of a string.
+fn parameter_limits(operation_path: &str, name: &str) -> Option<(usize, usize)> {
+    match name {
+        "limit" if operation_path == "/v1/search" => Some((1, SEARCH_LIMIT_MAX)),
+        "limit" => Some((1, MAX_LIMIT as usize)),
+        "q" => Some((1, SEARCH_QUERY_MAX)),
+        _ => None,
+    }
 }
 
-fn paging() -> Vec<Value> {
-    vec![
-        query(
-            "limit",
-            json!({"type": "integer", "minimum": 1, "maximum": 200, "default": 50}),
-            "page size",
-        ),
-        query(
-            "cursor",
-            json!({"type": "string"}),
-            "`nextCursor` of the previous page",
-        ),
+/// The document, built once.
+pub static DOCUMENT: LazyLock<ApiDocument> = LazyLock::new(ApiDocument::build);
+
+pub struct ApiDocument {
+    pub openapi: Document,
+    json: String,
+    /// Each documented path, split into segments (`None` for a `{parameter}`), with its
+    /// methods.
+    routes: Vec<(Vec<Option<String>>, Vec<Method>)>,
+}
+
+impl ApiDocument {
+    fn build() -> Self {
+        // The same registration the server runs, on an app that never serves: the paths are
+        // collected from the handlers as they are registered.
+        let (_, mut openapi) = App::new()
+            .into_utoipa_app()
+            .openapi(ApiDoc::openapi())
+            .configure(super::api)
+            .split_for_parts();
+        apply_limits(&mut openapi);
+        name_operations(&mut openapi);
+        // Links are added to the JSON: utoipa 5.5 writes a link's `operationId` in snake case.
+        let json = serde_json::to_value(&openapi)
+            .map(|mut value| {
+                link_operations(&mut value);
+                value.to_string()
+            })
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "the OpenAPI document cannot be written");
+                "{}".to_owned()
+            });
+        let routes = openapi
+            .paths
+            .paths
+            .iter()
+            .map(|(path, item)| {
+                let segments = path
+                    .split('/')
+                    .map(|s| (!s.starts_with('{')).then(|| s.to_owned()))
+                    .collect();
+                (segments, methods(item))
+            })
+            .collect();
+        Self {
+            openapi,
+            json,
+            routes,
+        }
+    }
+
+    /// The methods of the documented path `path` matches, if any (for a 405's `Allow`).
+    pub fn methods_of(&self, path: &str) -> Option<&[Method]> {
+        let parts: Vec<&str> = path.split('/').collect();
+        self.routes.iter().find_map(|(segments, methods)| {
+            let fits = segments.len() == parts.len()
+                && segments
+                    .iter()
+                    .zip(&parts)
+                    .all(|(segment, part)| match segment {
+                        Some(fixed) => fixed == part,
+                        None => !part.is_empty(),
+                    });
+            fits.then_some(methods.as_slice())
+        })
+    }
+}
+
+fn methods(item: &utoipa::openapi::PathItem) -> Vec<Method> {
+    let mut methods = Vec::new();
+    for (method, operation) in [
+        (Method::GET, &item.get),
+        (Method::POST, &item.post),
+        (Method::PUT, &item.put),
+        (Method::PATCH, &item.patch),
+        (Method::DELETE, &item.delete),
+        (Method::HEAD, &item.head),
+        (Method::OPTIONS, &item.options),
+        (Method::TRACE, &item.trace),
+    ] {
+        if operation.is_some() {
+            methods.push(method);
+        }
+    }
+    methods
+}
+
+fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        &mut item.get,
+        &mut item.post,
+        &mut item.put,
+        &mut item.patch,
+        &mut item.delete,
     ]
+    .into_iter()
+    .flatten()
 }
 
-fn no_content(description: &str) -> Value {
-    json!({ "description": description })
+/// The string or integer schema inside `schema`, through a nullable `oneOf`/type array.
+fn object_of(schema: &mut RefOr<Schema>) -> Option<&mut Object> {
+    match schema {
+        RefOr::T(Schema::Object(object)) => Some(object),
+        RefOr::T(Schema::OneOf(one_of)) => one_of.items.iter_mut().find_map(object_of),
+        _ => None,
+    }
 }
 
-pub fn document() -> Value {
-    let task_status = json!({"enum": ["pending", "in_progress", "completed", "cancelled"]});
-    let priority = json!({"enum": ["low", "medium", "high", "urgent", null]});
-    let mut task_list_params = vec![
-        query("status", task_status.clone(), "only tasks with this status"),
-        query(
-            "project",
-            json!({"type": "string"}),
-            "only tasks of this project",
-        ),
-        query("dueBefore", time(), "due strictly before"),
-        query("dueAfter", time(), "due strictly after"),
-    ];
-    task_list_params.extend(paging());
-    // The writable fields, shared by the create and patch bodies.
-    let task_fields = json!({
-        "title": {"type": "string", "minLength": 1, "maxLength": 500},
-        "description": {"type": ["string", "null"], "maxLength": 10000},
-        "project": {"type": ["string", "null"], "maxLength": 100},
-        "status": task_status,
-        "priority": priority,
-        "dueAt": nullable_time()
-    });
-    let event_fields = json!({
-        "title": {"type": "string", "minLength": 1, "maxLength": 500},
-        "description": nullable("string"), "location": nullable("string"),
-        "startAt": time(), "endAt": time(), "isAllDay": {"type": "boolean", "default": false},
-        "recurrence": nullable("string")
-    });
-    let mut event_list_params = vec![
-        query(
-            "from",
-            time(),
-            "with `to`: events and occurrences overlapping [from, to)",
-        ),
-        query("to", time(), "with `from`"),
-    ];
-    event_list_params.extend(paging());
-
-    json!({
-        "openapi": "3.1.0",
-        "info": {
-            "title": "Pixie server",
-            "version": env!("CARGO_PKG_VERSION"),
-            "description": "REST API of Pixie, a self-hostable AI personal assistant backend. Every error is {\"error\": {code, message, details?}}; every response carries x-request-id."
-        },
-        "paths": {
-            "/healthz": { "get": { "summary": "Liveness", "responses": { "200": ok("the process runs", json!({"type": "object", "properties": {"status": {"const": "ok"}}})) } } },
-            "/readyz": { "get": { "summary": "Readiness of each dependency", "responses": {
-                "200": ok("all dependencies answer", r("Readiness")),
-                "503": ok("a dependency is down", r("Readiness")) } } },
-            "/metrics": { "get": { "summary": "Prometheus metrics", "responses": { "200": { "description": "text format", "content": { "text/plain": { "schema": { "type": "string" } } } } } } },
-            "/openapi.json": { "get": { "summary": "This document", "responses": { "200": ok("OpenAPI 3.1", json!({"type": "object"})) } } },
-            "/v1/me": {
-                "get": op("The signed-in user (created on first sight)", json!([]), None, 200, ok("the user", r("User"))),
-                "delete": op("Erase the user: every row and every vector", json!([]), None, 204, no_content("erased"))
-            },
-            "/v1/tasks": {
-                "get": op("List tasks, newest first", Value::Array(task_list_params), None, 200, ok("a page", page_of("Task"))),
-                "post": op("Create a task", json!([]), Some(json_body(r("TaskCreate"))), 201, ok("created", r("Task")))
-            },
-            "/v1/tasks/{id}": {
-                "get": op("Get a task", json!([id_param()]), None, 200, ok("the task", r("Task"))),
-                "patch": op("Update a task (null clears a nullable field)", json!([id_param()]), Some(json_body(r("TaskPatch"))), 200, ok("updated", r("Task"))),
-                "delete": op("Delete a task", json!([id_param()]), None, 204, no_content("deleted"))
-            },
-            "/v1/events": {
-                "get": op("List events by start; with a range, recurring events expand into occurrences", Value::Array(event_list_params), None, 200, ok("a page", page_of("Event"))),
-                "post": op("Create an event", json!([]), Some(json_body(r("EventCreate"))), 201, ok("created", r("Event")))
-            },
-            "/v1/events/{id}": {
-                "get": op("Get an event", json!([id_param()]), None, 200, ok("the event", r("Event"))),
-                "patch": op("Update an event", json!([id_param()]), Some(json_body(r("EventPatch"))), 200, ok("updated", r("Event"))),
-                "delete": op("Delete an event", json!([id_param()]), None, 204, no_content("deleted"))
-            },
-            "/v1/memories": {
-                "get": op("List memories, newest first", Value::Array(paging()), None, 200, ok("a page", page_of("Memory"))),
-                "post": op("Remember a fact", json!([]), Some(json_body(r("MemoryCreate"))), 201, ok("created", r("Memory")))
-            },
-            "/v1/memories/{id}": {
-                "delete": op("Forget a memory", json!([id_param()]), None, 204, no_content("deleted"))
-            },
-            "/v1/conversations": {
-                "get": op("List conversations, most recent activity first", Value::Array(paging()), None, 200, ok("a page", page_of("Conversation"))),
-                "post": op("Start a conversation", json!([]), Some(json_body(r("ConversationCreate"))), 201, ok("created", r("Conversation")))
-            },
-            "/v1/conversations/{id}": {
-                "delete": op("Delete a conversation with its messages", json!([id_param()]), None, 204, no_content("deleted"))
-            },
-            "/v1/conversations/{id}/messages": {
-                "get": op("Messages, oldest to newest; nextCursor is the `before` of the older page",
-                    json!([id_param(),
-                        query("before", uuid(), "only messages older than this one"),
-                        query("limit", json!({"type": "integer", "minimum": 1, "maximum": 200, "default": 50}), "page size")]),
-                    None, 200, ok("a page", page_of("Message")))
-            },
-            "/v1/chat": {
-                "post": {
-                    "summary": "One chat turn. With Accept: text/event-stream the turn streams as SSE events chat:message, chat:delta, chat:tool, then chat:done or chat:error (data: the Socket.IO payloads).",
-                    "security": [{ "bearer": [] }],
-                    "requestBody": json_body(r("ChatRequest")),
-                    "responses": {
-                        "200": {
-                            "description": "the stored turn (JSON), or its events (SSE)",
-                            "content": {
-                                "application/json": { "schema": r("ChatTurn") },
-                                "text/event-stream": { "schema": { "type": "string" } }
-                            }
-                        },
-                        "400": {"$ref": "#/components/responses/E400"},
-                        "401": {"$ref": "#/components/responses/E401"},
-                        "404": {"$ref": "#/components/responses/E404"},
-                        "409": {"$ref": "#/components/responses/E409"},
-                        "413": {"$ref": "#/components/responses/E413"},
-                        "500": {"$ref": "#/components/responses/E500"},
-                        "502": {"$ref": "#/components/responses/E502"},
-                        "503": {"$ref": "#/components/responses/E503"}
-                    }
+fn apply_limits(doc: &mut Document) {
+    if let Some(components) = doc.components.as_mut() {
+        for (schema, property, min, max) in LIMITS {
+            let field = components
+                .schemas
+                .get_mut(*schema)
+                .and_then(|s| match s {
+                    RefOr::T(Schema::Object(object)) => object.properties.get_mut(*property),
+                    _ => None,
+                })
+                .and_then(object_of);
+            match field {
+                Some(field) => {
+                    field.min_length = (*min > 0).then_some(*min);
+                    field.max_length = Some(*max);
+                    field.pattern = Some(text_pattern(*min > 0));
                 }
-            },
-            "/v1/search": {
-                "get": op("Semantic search over the user's own tasks, events, memories and messages",
-                    json!([
-                        { "name": "q", "in": "query", "required": true, "schema": {"type": "string", "minLength": 1, "maxLength": 1000} },
-                        query("kinds", json!({"type": "string", "examples": ["task,memory"]}), "comma-separated kinds: task, event, memory, message (default: all)"),
-                        query("limit", json!({"type": "integer", "minimum": 1, "maximum": 50, "default": 10}), "results")
-                    ]),
-                    None, 200, ok("best first", r("SearchResults")))
-            },
-            "/webhooks/clerk": {
-                "post": {
-                    "summary": "Clerk webhook (Svix-signed); user.deleted erases the user",
-                    "parameters": [
-                        {"name": "svix-id", "in": "header", "required": true, "schema": {"type": "string"}},
-                        {"name": "svix-timestamp", "in": "header", "required": true, "schema": {"type": "string"}},
-                        {"name": "svix-signature", "in": "header", "required": true, "schema": {"type": "string"}}
-                    ],
-                    "requestBody": json_body(json!({"type": "object"})),
-                    "responses": { "204": no_content("accepted"), "401": {"$ref": "#/components/responses/E401"}, "404": {"description": "webhooks are not configured (no CLERK_WEBHOOK_SECRET)"} }
-                }
+                // A test keeps this list in step with the types; in a build, say so.
+                None => tracing::warn!(schema, property, "OpenAPI limit for a missing field"),
             }
-        },
-        "components": {
-            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer", "description": "a Clerk session JWT, or dev:<user-id> in dev mode" } },
-            "responses": {
-                "E400": ok("invalid_json or validation_failed (details: field → problem)", r("Error")),
-                "E401": ok("unauthenticated", r("Error")),
-                "E404": ok("not_found: unknown id, or another user's", r("Error")),
-                "E409": ok("conflict: the clientMessageId was used for another message", r("Error")),
-                "E413": ok("payload_too_large", r("Error")),
-                "E502": ok("bad_gateway: the model provider answered with an error; the user's message is stored", r("Error")),
-                "E500": ok("internal (details.requestId)", r("Error")),
-                "E503": ok("unavailable, with Retry-After", r("Error"))
-            },
-            "schemas": {
-                "Error": {
-                    "type": "object", "required": ["error"],
-                    "properties": { "error": { "type": "object", "required": ["code", "message"], "properties": {
-                        "code": {"type": "string"}, "message": {"type": "string"}, "details": {} } } }
-                },
-                "Readiness": { "type": "object", "additionalProperties": { "enum": ["ok", "down", "unconfigured"] } },
-                "User": { "type": "object", "required": ["id", "createdAt"], "properties": { "id": {"type": "string"}, "createdAt": time() } },
-                "Task": {
-                    "type": "object",
-                    "required": ["id", "title", "description", "project", "status", "priority", "dueAt", "completedAt", "createdAt", "updatedAt"],
-                    "properties": {
-                        "id": uuid(), "title": {"type": "string", "minLength": 1, "maxLength": 500},
-                        "description": {"type": ["string", "null"], "maxLength": 10000},
-                        "project": {"type": ["string", "null"], "maxLength": 100},
-                        "status": task_status, "priority": priority,
-                        "dueAt": nullable_time(), "completedAt": nullable_time(),
-                        "createdAt": time(), "updatedAt": time()
+        }
+    }
+    for (path, item) in doc.paths.paths.iter_mut() {
+        for operation in operations(item) {
+            for parameter in operation.parameters.iter_mut().flatten() {
+                if parameter.parameter_in != ParameterIn::Query {
+                    continue;
+                }
+                if parameter.name == "cursor" {
+                    if let Some(object) = parameter.schema.as_mut().and_then(object_of) {
+                        // Empty reads as no cursor (the first page).
+                        object.pattern = Some(format!("^$|{CURSOR_PATTERN}"));
                     }
-                },
-                "TaskCreate": {
-                    "type": "object", "required": ["title"], "additionalProperties": false,
-                    "properties": task_fields
-                },
-                "TaskPatch": {
-                    "type": "object", "additionalProperties": false,
-                    "properties": task_fields
-                },
-                "Event": {
-                    "type": "object",
-                    "required": ["id", "title", "description", "location", "startAt", "endAt", "isAllDay", "recurrence", "createdAt", "updatedAt"],
-                    "properties": {
-                        "id": uuid(), "title": {"type": "string", "minLength": 1, "maxLength": 500},
-                        "description": nullable("string"), "location": nullable("string"),
-                        "startAt": time(), "endAt": time(), "isAllDay": {"type": "boolean"},
-                        "recurrence": {"type": ["string", "null"], "description": "RFC 5545 RRULE without DTSTART, e.g. FREQ=WEEKLY;BYDAY=MO"},
-                        "createdAt": time(), "updatedAt": time(),
-                        "occurrenceOf": {"type": "string", "format": "uuid", "description": "set on an occurrence of a recurring event in a range listing"}
+                    continue;
+                }
+                if parameter.name == "kinds" {
+                    if let Some(object) = parameter.schema.as_mut().and_then(object_of) {
+                        object.pattern = Some(kinds_pattern());
                     }
-                },
-                "EventCreate": {
-                    "type": "object", "required": ["title", "startAt", "endAt"], "additionalProperties": false,
-                    "properties": event_fields
-                },
-                "EventPatch": {
-                    "type": "object", "additionalProperties": false,
-                    "properties": event_fields
-                },
-                "Memory": {
-                    "type": "object", "required": ["id", "content", "type", "createdAt"],
-                    "properties": { "id": uuid(), "content": {"type": "string", "minLength": 1, "maxLength": 4000},
-                        "type": {"enum": ["note", "task", "event", "conversation"]}, "createdAt": time() }
-                },
-                "MemoryCreate": {
-                    "type": "object", "required": ["content"], "additionalProperties": false,
-                    "properties": { "content": {"type": "string", "minLength": 1, "maxLength": 4000},
-                        "type": {"enum": ["note", "task", "event", "conversation"], "default": "note"} }
-                },
-                "Conversation": {
-                    "type": "object", "required": ["id", "title", "createdAt", "updatedAt", "lastMessageAt"],
-                    "properties": { "id": uuid(), "title": nullable("string"), "createdAt": time(), "updatedAt": time(), "lastMessageAt": nullable_time() }
-                },
-                "ConversationCreate": {
-                    "type": "object", "additionalProperties": false,
-                    "properties": { "title": {"type": ["string", "null"], "maxLength": 500} }
-                },
-                "ToolCall": {
-                    "type": "object", "required": ["id", "name", "arguments", "status", "result", "error"],
-                    "properties": { "id": {"type": "string"}, "name": {"type": "string"}, "arguments": {"type": "object"},
-                        "status": {"enum": ["ok", "error"]}, "result": {"type": ["object", "null"]}, "error": nullable("string"),
-                        "errorCode": {"type": ["string", "null"], "description": "the failure's error code (validation_failed, not_found, …); null when ok"} }
-                },
-                "ChatRequest": {
-                    "type": "object", "required": ["text"], "additionalProperties": false,
-                    "properties": {
-                        "conversationId": {"type": "string", "format": "uuid", "description": "omit to start a new conversation"},
-                        "clientMessageId": {"type": "string", "minLength": 1, "maxLength": 64, "description": "makes the turn idempotent"},
-                        "text": {"type": "string", "minLength": 1, "maxLength": 8000}
+                    continue;
+                }
+                let Some((min, max)) = parameter_limits(path, &parameter.name) else {
+                    continue;
+                };
+                if let Some(object) = parameter.schema.as_mut().and_then(object_of) {
+                    if parameter.name == "q" {
+                        object.min_length = Some(min);
+                        object.max_length = Some(max);
+                        object.pattern = Some(text_pattern(true));
+                    } else {
+                        object.minimum = Some((min as f64).into());
+                        object.maximum = Some((max as f64).into());
                     }
-                },
-                "ChatTurn": {
-                    "type": "object", "required": ["conversationId", "userMessage", "assistantMessage"],
-                    "properties": { "conversationId": uuid(), "userMessage": r("Message"), "assistantMessage": r("Message") }
-                },
-                "SearchResults": {
-                    "type": "object", "required": ["items"],
-                    "properties": { "items": { "type": "array", "items": {
-                        "type": "object", "required": ["kind", "id", "score", "snippet"],
-                        "properties": { "kind": {"enum": ["task", "event", "memory", "message"]}, "id": uuid(),
-                            "score": {"type": "number"}, "snippet": {"type": "string"} } } } }
-                },
-                "Message": {
-                    "type": "object", "required": ["id", "conversationId", "role", "content", "toolCalls", "clientMessageId", "createdAt"],
-                    "properties": { "id": uuid(), "conversationId": uuid(), "role": {"enum": ["user", "assistant"]},
-                        "content": {"type": "string"}, "toolCalls": {"type": "array", "items": r("ToolCall")},
-                        "clientMessageId": nullable("string"), "createdAt": time() }
                 }
             }
         }
-    })
+    }
 }
 
+/// Operation ids, unique across the document (handlers in different modules share names):
+/// the method and the path's words, `get_v1_tasks_id`.
+fn name_operations(doc: &mut Document) {
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let words: Vec<String> = path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.trim_matches(|c| c == '{' || c == '}')
+                    .replace(['.', '-'], "_")
+            })
+            .collect();
+        for (method, operation) in [
+            ("get", &mut item.get),
+            ("post", &mut item.post),
+            ("patch", &mut item.patch),
+            ("delete", &mut item.delete),
+        ] {
+            if let Some(operation) = operation {
+                operation.operation_id = Some(format!("{method}_{}", words.join("_")));
+            }
+        }
+    }
+}
+
+/// OpenAPI links: what an operation answers names the resource other operations take, so a
+/// client (or a stateful test) can follow a create to its reads, updates and deletes.
+const LINKS: &[(&str, &str, &str, &str, &[&str])] = &[
+    // (path, method, status, the id in the answer, operations of the item taking it as `id`)
+    (
+        "/v1/tasks",
+        "post",
+        "201",
+        "$response.body#/id",
+        &["get_v1_tasks_id", "patch_v1_tasks_id", "delete_v1_tasks_id"],
+    ),
+    (
+        "/v1/events",
+        "post",
+        "201",
+        "$response.body#/id",
+        &[
+            "get_v1_events_id",
+            "patch_v1_events_id",
+            "delete_v1_events_id",
+        ],
+    ),
+    (
+        "/v1/memories",
+        "post",
+        "201",
+        "$response.body#/id",
+        &["delete_v1_memories_id"],
+    ),
+    (
+        "/v1/conversations",
+        "post",
+        "201",
+        "$response.body#/id",
+        &[
+            "get_v1_conversations_id_messages",
+            "delete_v1_conversations_id",
+        ],
+    ),
+    (
+        "/v1/chat",
+        "post",
+        "200",
+        "$response.body#/conversationId",
+        &[
+            "get_v1_conversations_id_messages",
+            "delete_v1_conversations_id",
+        ],
+    ),
+];
+
+fn link_operations(doc: &mut serde_json::Value) {
+    for (path, method, status, id, targets) in LINKS {
+        let Some(response) = doc
+            .pointer_mut(&format!(
+                "/paths/{}/{method}/responses/{status}",
+                path.replace('/', "~1")
+            ))
+            .and_then(serde_json::Value::as_object_mut)
+        else {
+            tracing::warn!(path, method, status, "OpenAPI link from a missing response");
+            continue;
+        };
+        let links: serde_json::Map<String, serde_json::Value> = targets
+            .iter()
+            .map(|target| {
+                let link = serde_json::json!({ "operationId": target, "parameters": { "id": id } });
+                ((*target).to_owned(), link)
+            })
+            .collect();
+        response.insert("links".to_owned(), serde_json::Value::Object(links));
+    }
+}
+
+/// This document
+#[utoipa::path(
+    tag = "operations",
+    responses((status = 200, description = "The OpenAPI 3.1 document", body = Object))
+)]
+#[get("/openapi.json")]
 pub async fn serve() -> HttpResponse {
-    HttpResponse::Ok().json(document())
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(DOCUMENT.json.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema_json() -> serde_json::Value {
+        serde_json::from_str(&DOCUMENT.json).unwrap()
+    }
+
+    #[test]
+    fn every_limit_lands_on_a_field_and_every_request_text_has_one() {
+        let doc = schema_json();
+        let schemas = &doc["components"]["schemas"];
+        for (schema, property, _, max) in LIMITS {
+            assert_eq!(
+                schemas[schema]["properties"][property]["maxLength"],
+                serde_json::json!(max),
+                "{schema}.{property}"
+            );
+        }
+        // The request bodies: each string field is bounded.
+        for body in [
+            "TaskCreate",
+            "TaskPatch",
+            "EventCreate",
+            "EventPatch",
+            "MemoryCreate",
+            "ConversationCreate",
+            "ChatRequest",
+        ] {
+            let properties = schemas[body]["properties"].as_object().unwrap();
+            for (name, field) in properties {
+                let is_text = field["type"] == "string"
+                    || field["type"]
+                        .as_array()
+                        .is_some_and(|t| t.contains(&serde_json::json!("string")));
+                let is_formatted = field.get("format").is_some();
+                if is_text && !is_formatted {
+                    assert!(
+                        field["maxLength"].is_u64(),
+                        "{body}.{name} has no maxLength"
+                    );
+                    assert!(field["pattern"].is_string(), "{body}.{name} has no pattern");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn query_limits_come_from_the_constants() {
+        let doc = schema_json();
+        let limit = |path: &str| {
+            doc["paths"][path]["get"]["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"] == "limit")
+                .map(|p| p["schema"]["maximum"].clone())
+                .unwrap()
+        };
+        assert_eq!(limit("/v1/tasks"), serde_json::json!(MAX_LIMIT));
+        assert_eq!(limit("/v1/search"), serde_json::json!(SEARCH_LIMIT_MAX));
+    }
+
+    #[test]
+    fn a_405_names_the_documented_methods() {
+        let methods = DOCUMENT.methods_of("/v1/tasks/0d2f").unwrap();
+        assert_eq!(methods, [Method::GET, Method::PATCH, Method::DELETE]);
+        assert!(DOCUMENT.methods_of("/v1/tasks/").is_none());
+        assert!(DOCUMENT.methods_of("/v1/nothing").is_none());
+        assert_eq!(DOCUMENT.methods_of("/healthz").unwrap(), [Method::GET]);
+    }
 }

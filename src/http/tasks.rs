@@ -1,38 +1,54 @@
 //! `/v1/tasks`
 
 use actix_web::{HttpResponse, web};
+use actix_web::{delete, get, patch, post};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::auth::AuthUser;
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiErrors, ApiResult};
 use super::extract::{ApiJson, ApiQuery, not_null, nullable};
 use super::{AppState, IdPath};
 use crate::domain::FieldErrors;
+use crate::domain::page::Page;
 use crate::domain::page::{MAX_LIMIT, PageRequest};
-use crate::domain::task::{NewTask, Priority, TaskFilter, TaskPatch, TaskQuery, TaskStatus};
+use crate::domain::task::{NewTask, Priority, Task, TaskFilter, TaskPatch, TaskQuery, TaskStatus};
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/tasks").get(list).post(create))
-        .service(
-            web::resource("/tasks/{id}")
-                .get(get)
-                .patch(update)
-                .delete(delete),
-        );
+pub fn routes(cfg: &mut ServiceConfig) {
+    cfg.service(list)
+        .service(create)
+        .service(show)
+        .service(update)
+        .service(remove);
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only tasks with this status.
     status: Option<TaskStatus>,
+    /// Only tasks of this project.
     project: Option<String>,
+    /// Due strictly before.
     due_before: Option<DateTime<Utc>>,
+    /// Due strictly after.
     due_after: Option<DateTime<Utc>>,
+    /// Page size.
     limit: Option<u32>,
+    /// `nextCursor` of the previous page.
     cursor: Option<String>,
 }
 
+/// List tasks, newest first
+#[utoipa::path(
+    tag = "tasks",
+    params(ListQuery),
+    responses((status = 200, description = "A page of tasks", body = Page<Task>), ApiErrors),
+    security(("bearer" = []))
+)]
+#[get("/tasks")]
 async fn list(
     user: AuthUser,
     state: web::Data<AppState>,
@@ -51,8 +67,9 @@ async fn list(
     Ok(HttpResponse::Ok().json(state.domain.list_tasks(&user.0, query).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(as = TaskCreate)]
 struct CreateBody {
     title: String,
     description: Option<String>,
@@ -62,6 +79,14 @@ struct CreateBody {
     due_at: Option<DateTime<Utc>>,
 }
 
+/// Create a task
+#[utoipa::path(
+    tag = "tasks",
+    request_body = CreateBody,
+    responses((status = 201, description = "Created", body = Task), ApiErrors),
+    security(("bearer" = []))
+)]
+#[post("/tasks")]
 async fn create(
     user: AuthUser,
     state: web::Data<AppState>,
@@ -79,20 +104,32 @@ async fn create(
     Ok(HttpResponse::Created().json(task))
 }
 
-async fn get(user: AuthUser, state: web::Data<AppState>, id: IdPath) -> ApiResult<HttpResponse> {
+/// Get a task
+#[utoipa::path(
+    tag = "tasks",
+    params(("id" = uuid::Uuid, Path, description = "The task's id")),
+    responses((status = 200, description = "The task", body = Task), ApiErrors),
+    security(("bearer" = []))
+)]
+#[get("/tasks/{id}")]
+async fn show(user: AuthUser, state: web::Data<AppState>, id: IdPath) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(state.domain.get_task(&user.0, id.0).await?))
 }
 
-#[derive(Deserialize)]
+/// A partial update: an absent field is kept, `null` clears a nullable one.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(as = TaskPatch)]
 struct PatchBody {
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = String)]
     title: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     description: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     project: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = TaskStatus)]
     status: Option<Option<TaskStatus>>,
     #[serde(default, deserialize_with = "nullable")]
     priority: Option<Option<Priority>>,
@@ -117,6 +154,15 @@ impl TryFrom<PatchBody> for TaskPatch {
     }
 }
 
+/// Update a task
+#[utoipa::path(
+    tag = "tasks",
+    params(("id" = uuid::Uuid, Path, description = "The task's id")),
+    request_body = PatchBody,
+    responses((status = 200, description = "Updated", body = Task), ApiErrors),
+    security(("bearer" = []))
+)]
+#[patch("/tasks/{id}")]
 async fn update(
     user: AuthUser,
     state: web::Data<AppState>,
@@ -130,7 +176,15 @@ async fn update(
     Ok(HttpResponse::Ok().json(task))
 }
 
-async fn delete(user: AuthUser, state: web::Data<AppState>, id: IdPath) -> ApiResult<HttpResponse> {
+/// Delete a task
+#[utoipa::path(
+    tag = "tasks",
+    params(("id" = uuid::Uuid, Path, description = "The task's id")),
+    responses((status = 204, description = "Deleted"), ApiErrors),
+    security(("bearer" = []))
+)]
+#[delete("/tasks/{id}")]
+async fn remove(user: AuthUser, state: web::Data<AppState>, id: IdPath) -> ApiResult<HttpResponse> {
     state.domain.delete_task(&user.0, id.0).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -1,5 +1,6 @@
 //! `POST /webhooks/clerk`: Clerk's Svix-signed webhooks. `user.deleted` erases the user.
 
+use actix_web::post;
 use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -9,7 +10,7 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::AppState;
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiErrors, ApiResult};
 use super::extract::read_body;
 use crate::domain::{DomainError, UserId};
 
@@ -21,8 +22,8 @@ const REPLAY_MEMORY: Duration = Duration::from_secs(2 * TOLERANCE_SECS + 60);
 /// Svix message ids are short tokens (`msg_…`).
 const MAX_ID_LEN: usize = 255;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/webhooks/clerk").post(clerk));
+pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.service(clerk);
 }
 
 /// The Svix signing secret (`whsec_<base64>`), from `CLERK_WEBHOOK_SECRET`.
@@ -94,6 +95,14 @@ struct Event {
 /// Checks what can be checked before the body is read (the route is configured, the signature
 /// headers are there, the timestamp is fresh), then reads the body within the usual limits,
 /// verifies it and handles each delivery once.
+/// Clerk's Svix-signed webhook: `user.deleted` erases the user like `DELETE /v1/me`. Answers 404 when `CLERK_WEBHOOK_SECRET` is not set, 401 on a bad or missing signature
+#[utoipa::path(
+    tag = "operations",
+    params(("svix-id" = String, Header, description = "The delivery's id"), ("svix-timestamp" = String, Header, description = "When it was signed (Unix seconds)"), ("svix-signature" = String, Header, description = "`v1,<base64 HMAC-SHA256>`, space-separated")),
+    request_body = serde_json::Value,
+    responses((status = 204, description = "Handled (or a replay, ignored)"), ApiErrors)
+)]
+#[post("/webhooks/clerk")]
 async fn clerk(
     req: HttpRequest,
     state: web::Data<AppState>,

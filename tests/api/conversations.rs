@@ -160,7 +160,9 @@ async fn messages_page_oldest_to_newest_going_back_in_time() {
             "alice",
         )
         .await;
-    assert_eq!(foreign.status, StatusCode::BAD_REQUEST);
+    // A well-formed id this conversation does not hold is an unknown id, like any other.
+    assert_eq!(foreign.status, StatusCode::NOT_FOUND);
+    assert_eq!(foreign.error_code(), "not_found");
 }
 
 #[tokio::test]

@@ -242,6 +242,39 @@ async fn the_openapi_document_describes_exactly_the_routes_served() {
             );
         }
     }
+    // Another method on a documented path: 405, with the document's methods in Allow.
+    for (path, ops) in paths {
+        let url = app.url(&path.replace("{id}", &uuid::Uuid::now_v7().to_string()));
+        for method in [reqwest::Method::PUT, reqwest::Method::TRACE] {
+            let reply = TestApp::send(app.client.request(method.clone(), &url)).await;
+            assert_eq!(
+                reply.status,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}"
+            );
+            assert_eq!(reply.error_code(), "method_not_allowed", "{method} {path}");
+            let mut allow: Vec<String> = reply.headers["allow"]
+                .to_str()
+                .unwrap()
+                .split(',')
+                .map(|m| m.trim().to_lowercase())
+                .collect();
+            allow.sort();
+            let mut declared: Vec<String> = ops.as_object().unwrap().keys().cloned().collect();
+            declared.sort();
+            assert_eq!(allow, declared, "Allow of {path}");
+        }
+    }
+    // Operation ids are unique.
+    let mut ids: Vec<&str> = paths
+        .values()
+        .flat_map(|ops| ops.as_object().unwrap().values())
+        .map(|op| op["operationId"].as_str().expect("an operationId"))
+        .collect();
+    let count = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), count, "duplicate operationIds");
     // Every schema reference resolves.
     let text = doc.body.to_string();
     for part in text.split("\"#/components/schemas/").skip(1) {
