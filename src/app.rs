@@ -144,6 +144,35 @@ impl Application {
             config.realtime.socket_queue,
             config.realtime.max_sockets_per_user,
         );
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        {
+            // Weak: the registry holds its samplers.
+            let (weak, hub) = (Arc::downgrade(&metrics), hub.clone());
+            metrics.sample_with(Box::new(move || {
+                if let Some(metrics) = weak.upgrade() {
+                    metrics.sockets.set(hub.sockets() as i64);
+                }
+                Box::pin(async {})
+            }));
+            let (weak, store) = (Arc::downgrade(&metrics), store.clone());
+            metrics.sample_with(Box::new(move || {
+                let (weak, store) = (weak.clone(), store.clone());
+                Box::pin(async move {
+                    let Some(metrics) = weak.upgrade() else {
+                        return;
+                    };
+                    let pool = store.pool_gauges();
+                    metrics.pool_connections.set(pool.connections as i64);
+                    metrics.pool_in_use.set(pool.in_use as i64);
+                    metrics.pool_waiting.set(pool.waiting as i64);
+                    // A database that does not answer keeps the last values.
+                    if let Ok(outbox) = store.outbox_gauges().await {
+                        metrics.outbox_backlog.set(outbox.backlog);
+                        metrics.outbox_oldest_seconds.set(outbox.oldest_seconds);
+                    }
+                })
+            }));
+        }
         let bus = RealtimeBus::new(hub.clone(), relay.clone());
         let ai = ai_setup::build(
             &config.ai,
@@ -152,6 +181,7 @@ impl Application {
             &config.server.data_dir,
             &secrets.ai,
             overrides.vector_store,
+            metrics.clone(),
         )
         .await?;
         let domain = Domain::new(
@@ -168,6 +198,7 @@ impl Application {
                 index: ai.index.clone(),
                 bus: bus.clone(),
                 clock: Arc::new(SystemClock),
+                meter: metrics.clone(),
             },
             Settings {
                 timezone: config.ai.tz()?,
@@ -222,7 +253,7 @@ impl Application {
         let body_deadline = http::middleware::BodyDeadline(std::time::Duration::from_secs(
             config.server.body_timeout_secs,
         ));
-        let metrics = web::Data::new(http::metrics::Metrics::default());
+        let metrics_data = web::Data::from(metrics.clone());
         let shutdown_grace = std::time::Duration::from_secs(config.server.shutdown_grace_secs);
         let app_realtime = realtime.clone();
         let playground = config.playground();
@@ -233,7 +264,7 @@ impl Application {
                 .app_data(state.clone())
                 .app_data(app_realtime.clone())
                 .configure(ws::routes)
-                .app_data(metrics.clone())
+                .app_data(metrics_data.clone())
                 .app_data(web::PayloadConfig::new(max_body))
                 .app_data(body_deadline)
                 .wrap(from_fn(http::middleware::body_guard))

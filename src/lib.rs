@@ -3,7 +3,7 @@
 //! - [`domain`]: entities, rules, use cases and the ports they need (no I/O crates).
 //! - [`db`]: PostgreSQL through diesel; implements the storage ports.
 //! - [`http`]: the REST edge (actix-web); [`auth`]: who is calling (Clerk or dev tokens).
-//! - [`app`]: wiring; [`config`]: settings.
+//! - [`app`]: wiring; [`config`]: settings; [`metrics`]: the Prometheus registry of every layer.
 
 pub mod ai;
 pub mod app;
@@ -12,5 +12,6 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod http;
+pub mod metrics;
 pub mod telemetry;
 pub mod ws;

@@ -4,6 +4,7 @@
 pub mod embed;
 pub mod index;
 pub mod llm;
+pub mod metered;
 pub mod minilm;
 pub mod offline;
 pub mod orchestrator;

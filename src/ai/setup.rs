@@ -1,6 +1,8 @@
 //! Builds the AI half from the configuration: the model provider, the embedder, the vector
 //! store, and on top of them the orchestrator and the semantic index the domain uses.
 
+use super::metered::{MeteredEmbedder, MeteredLlm, MeteredStore};
+use crate::metrics::Metrics;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -189,6 +191,32 @@ pub async fn vector_store(
     Ok(store)
 }
 
+/// The model as a metric label: the configured name, or the provider's default.
+fn model_label(config: &AiConfig) -> String {
+    match config.provider {
+        AiProvider::Offline => "offline".to_owned(),
+        AiProvider::Anthropic => config
+            .model
+            .clone()
+            .unwrap_or_else(|| AnthropicSettings::default().model),
+        AiProvider::Openai => config
+            .model
+            .clone()
+            .unwrap_or_else(|| OpenAiSettings::default().model),
+    }
+}
+
+/// The embedder as a metric label, from its id.
+fn embedder_label(id: &str) -> &'static str {
+    if id.starts_with("hashed") {
+        "hashed"
+    } else if id.starts_with("openai") {
+        "openai"
+    } else {
+        "minilm"
+    }
+}
+
 /// The AI half, ready for the domain.
 pub struct Ai {
     pub assistant: Arc<Orchestrator>,
@@ -204,9 +232,20 @@ pub async fn build(
     data_dir: &Path,
     secrets: &AiSecrets,
     store_override: Option<Arc<dyn VectorStore>>,
+    metrics: Arc<Metrics>,
 ) -> anyhow::Result<Ai> {
-    let provider = provider(ai, secrets)?;
+    let provider: Arc<dyn LlmProvider> = Arc::new(MeteredLlm::new(
+        provider(ai, secrets)?,
+        model_label(ai),
+        metrics.clone(),
+    ));
     let embedder = embedder(embeddings, data_dir, secrets)?;
+    let embedder_name = embedder_label(&embedder.id());
+    let embedder: Arc<dyn Embedder> = Arc::new(MeteredEmbedder::new(
+        embedder,
+        embedder_name,
+        metrics.clone(),
+    ));
     let store = match store_override {
         Some(store) => {
             store.ensure_collection(embedder.dimension(), false).await?;
@@ -214,6 +253,7 @@ pub async fn build(
         }
         None => vector_store(vector, data_dir, secrets, embedder.dimension(), false).await?,
     };
+    let store: Arc<dyn VectorStore> = Arc::new(MeteredStore::new(store, metrics));
     let provider_name = provider.name();
     let assistant = Arc::new(Orchestrator::new(
         provider,

@@ -12,6 +12,7 @@ mod repos;
 pub mod schema;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
@@ -157,7 +158,17 @@ pub struct PgStore {
     /// One permit per pooled connection: requests queue here, asynchronously, rather than as
     /// blocked threads waiting inside the pool.
     permits: Arc<Semaphore>,
+    /// Callers waiting for a permit (a metric).
+    waiting: Arc<AtomicUsize>,
     acquire_timeout: Duration,
+}
+
+/// The pool as the metrics show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolGauges {
+    pub connections: usize,
+    pub in_use: usize,
+    pub waiting: usize,
 }
 
 impl PgStore {
@@ -167,7 +178,17 @@ impl PgStore {
         Self {
             pool,
             permits: Arc::new(Semaphore::new(size)),
+            waiting: Arc::default(),
             acquire_timeout,
+        }
+    }
+
+    pub fn pool_gauges(&self) -> PoolGauges {
+        let size = self.pool.max_size() as usize;
+        PoolGauges {
+            connections: self.pool.state().connections as usize,
+            in_use: size.saturating_sub(self.permits.available_permits()),
+            waiting: self.waiting.load(Ordering::Relaxed),
         }
     }
 
@@ -177,15 +198,14 @@ impl PgStore {
         T: Send + 'static,
         F: FnOnce(&mut PgConnection) -> Result<T, DbError> + Send + 'static,
     {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
         let permit =
-            tokio::time::timeout(self.acquire_timeout, self.permits.clone().acquire_owned())
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .ok_or_else(|| {
-                    tracing::warn!("every database connection is busy");
-                    DomainError::Unavailable("the database is busy".into())
-                })?;
+            tokio::time::timeout(self.acquire_timeout, self.permits.clone().acquire_owned()).await;
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        let permit = permit.ok().and_then(Result::ok).ok_or_else(|| {
+            tracing::warn!("every database connection is busy");
+            DomainError::Unavailable("the database is busy".into())
+        })?;
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;

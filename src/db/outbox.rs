@@ -110,6 +110,43 @@ fn load(
     Ok(out)
 }
 
+/// The outbox as the metrics show it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OutboxGauges {
+    /// Rows waiting, counted up to [`BACKLOG_COUNT_MAX`].
+    pub backlog: i64,
+    /// Age of the oldest row, seconds (0 when none).
+    pub oldest_seconds: f64,
+}
+
+/// A scrape never counts further (it would cost as much as the backlog is long).
+pub const BACKLOG_COUNT_MAX: i64 = 1_000_000;
+
+impl PgStore {
+    pub async fn outbox_gauges(&self) -> DomainResult<OutboxGauges> {
+        self.run(|conn| {
+            let backlog: i64 = diesel::select(sql::<diesel::sql_types::BigInt>(&format!(
+                "(SELECT count(*) FROM (SELECT 1 FROM vector_outbox LIMIT {BACKLOG_COUNT_MAX}) AS waiting)"
+            )))
+            .get_result(conn)?;
+            // The oldest by id (the primary key's order), not by a scan of created_at.
+            let oldest_seconds: Option<f64> = vector_outbox::table
+                .order(vector_outbox::id)
+                .select(sql::<diesel::sql_types::Nullable<Double>>(
+                    "extract(epoch FROM now() - created_at)::float8",
+                ))
+                .first(conn)
+                .optional()?
+                .flatten();
+            Ok(OutboxGauges {
+                backlog,
+                oldest_seconds: oldest_seconds.unwrap_or(0.0).max(0.0),
+            })
+        })
+        .await
+    }
+}
+
 #[async_trait]
 impl Outbox for PgStore {
     async fn claim(&self, limit: i64, lease: Duration) -> DomainResult<Vec<OutboxJob>> {

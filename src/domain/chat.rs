@@ -16,7 +16,7 @@ use super::conversation::{Conversation, Message, NewMessage, Role, ToolCall};
 use super::error::{DomainError, DomainResult, ErrorCode};
 use super::event::EventRange;
 use super::page::{Page, PageRequest};
-use super::ports::{RangeQuery, TurnReads, TurnRows};
+use super::ports::{Meter, RangeQuery, TurnOutcome, TurnReads, TurnRows};
 use super::recall::{Legs, RecallQuery};
 use super::service::{CONTEXT_ITEMS_MAX, Domain, MAX_SERIES_PER_LISTING, expand_range};
 use super::task::{Task, TaskFilter, TaskQuery, TaskStatus};
@@ -294,6 +294,7 @@ struct Ending {
     message_id: Uuid,
     client_message_id: Option<String>,
     listener: Arc<dyn ChatListener>,
+    meter: Arc<dyn Meter>,
     ended: bool,
 }
 
@@ -305,20 +306,27 @@ impl Ending {
         message: &Message,
         listener: Arc<dyn ChatListener>,
     ) -> Self {
+        let domain_meter = domain.ports.meter.clone();
         let (domain, user) = (domain.clone(), user.clone());
         let publish: Publish = Box::new(move |event, payload| {
             domain.publish_written(&user, Change::Chat(event), None, payload)
         });
-        Self::with(publish, message, listener)
+        Self::with(publish, message, listener, domain_meter)
     }
 
-    fn with(publish: Publish, message: &Message, listener: Arc<dyn ChatListener>) -> Self {
+    fn with(
+        publish: Publish,
+        message: &Message,
+        listener: Arc<dyn ChatListener>,
+        meter: Arc<dyn Meter>,
+    ) -> Self {
         let ending = Self {
             publish,
             conversation_id: message.conversation_id,
             message_id: Uuid::now_v7(),
             client_message_id: message.client_message_id.clone(),
             listener,
+            meter,
             ended: false,
         };
         ending.event(ChatEvent::Started {
@@ -336,6 +344,7 @@ impl Ending {
 
     fn done(mut self, message: Message) {
         self.ended = true;
+        self.meter.turn_ended(TurnOutcome::Answered);
         self.event(ChatEvent::Done {
             conversation_id: self.conversation_id,
             message: message.clone(),
@@ -345,6 +354,7 @@ impl Ending {
 
     fn fail(mut self, error: DomainError) {
         self.ended = true;
+        self.meter.turn_ended(TurnOutcome::Failed(error.code()));
         self.send_error(&error);
         self.listener.ended(Err(error));
     }
@@ -369,6 +379,7 @@ impl Drop for Ending {
             return;
         }
         tracing::error!(conversation = %self.conversation_id, "a chat turn stopped without ending (a panic, or its task was dropped)");
+        self.meter.turn_ended(TurnOutcome::Abandoned);
         let error = DomainError::Unavailable(
             "the turn stopped before it ended; send the message again".into(),
         );
@@ -796,7 +807,12 @@ mod tests {
     fn ending(heard: &Arc<Heard>) -> Ending {
         let published = heard.published.clone();
         let publish: Publish = Box::new(move |e, _| published.lock().unwrap().push(e.name()));
-        Ending::with(publish, &message(), heard.clone())
+        Ending::with(
+            publish,
+            &message(),
+            heard.clone(),
+            Arc::new(crate::domain::ports::NoMeter),
+        )
     }
 
     #[test]

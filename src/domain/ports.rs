@@ -285,3 +285,40 @@ impl Relay for NoRelay {
         "local"
     }
 }
+
+/// How a chat turn ended, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TurnOutcome {
+    /// The answer was stored (a cancelled turn stores what it had: answered too).
+    Answered,
+    /// It ended in `chat:error` with this code.
+    Failed(super::ErrorCode),
+    /// It stopped without ending (a panic, a dropped task); its guard sent `chat:error`.
+    Abandoned,
+}
+
+/// A leg of recall, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchLeg {
+    Meaning,
+    Words,
+    /// Both legs, fusion and the texts' fetch.
+    All,
+}
+
+/// Where the domain reports what it measures (the server's metrics).
+pub trait Meter: Send + Sync {
+    fn turn_ended(&self, outcome: TurnOutcome);
+    /// `tool`: one of the assistant's tools, or `unknown`.
+    fn tool_called(&self, tool: &'static str, ok: bool);
+    fn searched(&self, leg: SearchLeg, elapsed: std::time::Duration);
+}
+
+/// Measures nothing (tests, tools that embed the domain).
+pub struct NoMeter;
+
+impl Meter for NoMeter {
+    fn turn_ended(&self, _: TurnOutcome) {}
+    fn tool_called(&self, _: &'static str, _: bool) {}
+    fn searched(&self, _: SearchLeg, _: std::time::Duration) {}
+}

@@ -14,6 +14,7 @@
 //! When the semantic index cannot answer, recall goes on with words alone.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -21,7 +22,7 @@ use uuid::Uuid;
 
 use super::assistant::DocKind;
 use super::error::DomainResult;
-use super::ports::Found;
+use super::ports::{Found, SearchLeg};
 use super::service::Domain;
 use super::values::UserId;
 
@@ -126,25 +127,33 @@ impl Domain {
         if query.limit == 0 {
             return Ok(Vec::new());
         }
+        let started = Instant::now();
+        let meter = &self.ports.meter;
         // Deeper than the answer: hits are dropped below, and fusion needs each leg's tail.
         let depth = (query.limit * 5).clamp(30, 100);
         let meaning = async {
             if query.legs == Legs::Words {
                 return Ok(Vec::new());
             }
-            self.ports
+            let hits = self
+                .ports
                 .index
                 .recall(user, query.text, query.kinds, depth)
-                .await
+                .await;
+            meter.searched(SearchLeg::Meaning, started.elapsed());
+            hits
         };
         let words = async {
             if query.legs == Legs::Meaning {
                 return Ok(Vec::new());
             }
-            self.ports
+            let hits = self
+                .ports
                 .lexical
                 .search(user, query.text, query.kinds, depth)
-                .await
+                .await;
+            meter.searched(SearchLeg::Words, started.elapsed());
+            hits
         };
         let (meaning, words) = tokio::join!(meaning, words);
         let words = words?;
@@ -238,6 +247,7 @@ impl Domain {
                 created_at: found.created_at,
             });
         }
+        meter.searched(SearchLeg::All, started.elapsed());
         Ok(hits)
     }
 }

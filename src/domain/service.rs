@@ -92,6 +92,7 @@ pub struct Ports {
     pub index: Arc<dyn SemanticIndex>,
     pub bus: Arc<dyn EventBus>,
     pub clock: Arc<dyn Clock>,
+    pub meter: Arc<dyn super::ports::Meter>,
 }
 
 /// The domain's own settings (from the `ai` section of the configuration).

@@ -38,9 +38,37 @@ pub struct DomainTools {
     pub(crate) message: Option<uuid::Uuid>,
 }
 
+/// The assistant's tools, as metric labels (a name a model makes up is `unknown`).
+const TOOL_NAMES: [&str; 11] = [
+    "create_task",
+    "update_task",
+    "complete_task",
+    "delete_task",
+    "list_tasks",
+    "create_event",
+    "update_event",
+    "delete_event",
+    "list_events",
+    "remember",
+    "search_memory",
+];
+
 #[async_trait]
 impl ToolExecutor for DomainTools {
     async fn execute(&self, name: &str, arguments: &Value) -> ToolOutcome {
+        let outcome = self.run(name, arguments).await;
+        let label = TOOL_NAMES
+            .iter()
+            .find(|known| **known == name)
+            .copied()
+            .unwrap_or("unknown");
+        self.domain.ports.meter.tool_called(label, outcome.is_ok());
+        outcome
+    }
+}
+
+impl DomainTools {
+    async fn run(&self, name: &str, arguments: &Value) -> ToolOutcome {
         let result = match name {
             "create_task" => self.create_task(args(arguments)?).await,
             "update_task" => self.update_task(args(arguments)?).await,

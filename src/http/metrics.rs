@@ -1,5 +1,5 @@
-//! `/metrics` in the Prometheus text format: requests by method, route pattern and status,
-//! and request latency by route.
+//! `/metrics` in the Prometheus text format (the registry is `crate::metrics`), and the
+//! middleware that counts HTTP requests by method, route pattern and status, and their latency.
 //!
 //! Every label value comes from a fixed set, whatever a client sends: the method is one of the
 //! standard ones or `OTHER` (HTTP lets a client name any token as its method), the route is a
@@ -13,25 +13,8 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpResponse, web};
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RequestLabels {
-    method: &'static str,
-    /// The matched route pattern (`/v1/tasks/{id}`), never the raw path: bounded cardinality.
-    route: String,
-    status: u16,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RouteLabels {
-    method: &'static str,
-    route: String,
-}
+use crate::metrics::{Metrics, RequestLabels, RouteLabels};
 
 /// The method as a label: one of the methods of RFC 9110 and PATCH, else `OTHER`.
 fn method_label(method: &actix_web::http::Method) -> &'static str {
@@ -50,47 +33,6 @@ fn method_label(method: &actix_web::http::Method) -> &'static str {
     }
 }
 
-fn latency_histogram() -> Histogram {
-    // 0.5 ms … ~16 s
-    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
-}
-
-pub struct Metrics {
-    registry: Registry,
-    requests: Family<RequestLabels, Counter>,
-    latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        let mut registry = Registry::with_prefix("pixie");
-        let requests = Family::<RequestLabels, Counter>::default();
-        let latency = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
-            latency_histogram,
-        );
-        // The `_total` suffix is added by the encoder.
-        registry.register("http_requests", "HTTP requests answered", requests.clone());
-        registry.register(
-            "http_request_duration_seconds",
-            "Time to answer an HTTP request",
-            latency.clone(),
-        );
-        Self {
-            registry,
-            requests,
-            latency,
-        }
-    }
-}
-
-impl Metrics {
-    pub fn render(&self) -> Result<String, std::fmt::Error> {
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
-        Ok(text)
-    }
-}
-
 pub async fn record(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -105,7 +47,7 @@ pub async fn record(
             .match_pattern()
             .unwrap_or_else(|| "unmatched".to_owned());
         metrics
-            .requests
+            .http_requests
             .get_or_create(&RequestLabels {
                 method,
                 route: route.clone(),
@@ -113,7 +55,7 @@ pub async fn record(
             })
             .inc();
         metrics
-            .latency
+            .http_latency
             .get_or_create(&RouteLabels { method, route })
             .observe(started.elapsed().as_secs_f64());
     }
@@ -127,7 +69,7 @@ pub async fn record(
 )]
 #[get("/metrics")]
 pub async fn render(metrics: web::Data<Metrics>) -> HttpResponse {
-    match metrics.render() {
+    match metrics.render().await {
         Ok(text) => HttpResponse::Ok()
             .content_type("text/plain; version=0.0.4; charset=utf-8")
             .body(text),

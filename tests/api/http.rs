@@ -285,3 +285,111 @@ async fn the_openapi_document_describes_exactly_the_routes_served() {
         );
     }
 }
+
+/// One series of the metrics text, by its name and labels as written; 0 when absent.
+fn series(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn metrics_cover_turns_tools_the_model_recall_the_store_sockets_and_the_pool() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message as Ws;
+
+    let app = spawn_app().await;
+    let user = "metrics_9f2c1a";
+    let turn = app
+        .post(
+            "/v1/chat",
+            user,
+            json!({"text": "add a task to water the plants tomorrow"}),
+        )
+        .await;
+    assert_eq!(turn.status, StatusCode::OK, "{}", turn.body);
+    let found = app.get("/v1/search?q=plants", user).await;
+    assert_eq!(found.status, StatusCode::OK);
+    // A socket signed in while the metrics are read.
+    let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", app.addr);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let open = ws.next().await.unwrap().unwrap();
+    assert!(open.to_text().unwrap().starts_with('0'));
+    ws.send(Ws::text(format!(r#"40{{"token":"dev:{user}"}}"#)))
+        .await
+        .unwrap();
+    let connected = ws.next().await.unwrap().unwrap();
+    assert!(
+        connected.to_text().unwrap().starts_with("40"),
+        "{connected}"
+    );
+
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let at_least = |series_name: &str, min: f64| {
+        let value = series(&text, series_name);
+        assert!(
+            value >= min,
+            "{series_name} = {value}, expected ≥ {min}\n{text}"
+        );
+    };
+    at_least(
+        r#"pixie_chat_turns_total{outcome="answered",code="none"}"#,
+        1.0,
+    );
+    at_least(
+        r#"pixie_tool_calls_total{tool="create_task",status="ok"}"#,
+        1.0,
+    );
+    at_least(
+        r#"pixie_llm_request_duration_seconds_count{provider="offline",model="offline"}"#,
+        1.0,
+    );
+    at_least(
+        r#"pixie_llm_time_to_first_token_seconds_count{provider="offline",model="offline"}"#,
+        1.0,
+    );
+    at_least(
+        r#"pixie_llm_tokens_total{provider="offline",model="offline",kind="input"}"#,
+        1.0,
+    );
+    at_least(
+        r#"pixie_embedding_duration_seconds_count{embedder="hashed"}"#,
+        1.0,
+    );
+    at_least(
+        r#"pixie_vector_store_duration_seconds_count{store="edge",operation="search"}"#,
+        1.0,
+    );
+    for leg in ["meaning", "words", "all"] {
+        at_least(
+            &format!(r#"pixie_search_duration_seconds_count{{leg="{leg}"}}"#),
+            1.0,
+        );
+    }
+    assert_eq!(series(&text, "pixie_sockets_open"), 1.0, "{text}");
+    at_least("pixie_db_pool_connections", 1.0);
+    for gauge in [
+        "pixie_db_pool_in_use",
+        "pixie_db_pool_waiting",
+        "pixie_outbox_backlog",
+        "pixie_outbox_oldest_age_seconds",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(&format!("{gauge} "))),
+            "{gauge} missing\n{text}"
+        );
+    }
+    // Nothing of the user, the conversation or the text becomes a label.
+    let conversation = turn.body["conversationId"].as_str().unwrap();
+    for private in [user, conversation, "water", "plants"] {
+        assert!(!text.contains(private), "{private} in the metrics");
+    }
+}
