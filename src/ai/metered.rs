@@ -53,7 +53,12 @@ impl LlmProvider for MeteredLlm {
 
     async fn stream(&self, request: &LlmRequest) -> Result<LlmStream, LlmError> {
         let started = Instant::now();
-        let stream = match self.inner.stream(request).await {
+        let span = tracing::info_span!(
+            "llm_call",
+            provider = self.labels.provider,
+            model = %self.labels.model
+        );
+        let stream = match tracing::Instrument::instrument(self.inner.stream(request), span).await {
             Ok(stream) => stream,
             Err(e) => {
                 self.metrics.llm_error(&self.labels, error_kind(&e));

@@ -207,7 +207,10 @@ impl PgStore {
             DomainError::Unavailable("the database is busy".into())
         })?;
         let pool = self.pool.clone();
+        // The blocking thread carries on the caller's span (its request, turn or tool call).
+        let span = tracing::debug_span!("db_query");
         tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
             let _permit = permit;
             let mut conn = pool.get().map_err(|e| {
                 tracing::warn!(error = %e, "no database connection");

@@ -459,19 +459,28 @@ impl Domain {
         let ending = Ending::begin(self, user, &message, listener);
         let answer = ending.message_id;
         let (domain, user, user_message) = (self.clone(), user.clone(), message.clone());
-        self.turns.spawn(async move {
-            let cancel = ticket.start().await;
-            if ticket.is_withdrawn() {
-                ending.fail(DomainError::Erased);
-                return;
-            }
-            match domain.run_turn(&user, &user_message, &ending, cancel).await {
-                Ok(answer) => ending.done(answer),
-                Err(e) => ending.fail(e),
-            }
-            // The next turn of the conversation starts after this one's last event.
-            drop(ticket);
-        });
+        // A child of the request or socket event that scheduled it.
+        let span = tracing::info_span!(
+            "chat_turn",
+            conversation = %message.conversation_id,
+            answer = %answer
+        );
+        self.turns.spawn(tracing::Instrument::instrument(
+            async move {
+                let cancel = ticket.start().await;
+                if ticket.is_withdrawn() {
+                    ending.fail(DomainError::Erased);
+                    return;
+                }
+                match domain.run_turn(&user, &user_message, &ending, cancel).await {
+                    Ok(answer) => ending.done(answer),
+                    Err(e) => ending.fail(e),
+                }
+                // The next turn of the conversation starts after this one's last event.
+                drop(ticket);
+            },
+            span,
+        ));
         Ok(Sent {
             message,
             fresh,

@@ -56,12 +56,15 @@ const TOOL_NAMES: [&str; 11] = [
 #[async_trait]
 impl ToolExecutor for DomainTools {
     async fn execute(&self, name: &str, arguments: &Value) -> ToolOutcome {
-        let outcome = self.run(name, arguments).await;
         let label = TOOL_NAMES
             .iter()
             .find(|known| **known == name)
             .copied()
             .unwrap_or("unknown");
+        let span = tracing::info_span!("tool_call", tool = label);
+        let outcome =
+            tracing::Instrument::instrument(self.run(name, arguments), span.clone()).await;
+        span.in_scope(|| tracing::debug!(ok = outcome.is_ok(), "tool call"));
         self.domain.ports.meter.tool_called(label, outcome.is_ok());
         outcome
     }

@@ -48,7 +48,12 @@ pub async fn request_context(
     let method = req.method().clone();
     let path = req.path().to_owned();
 
-    let response = next.call(req).await?.map_into_boxed_body();
+    // Everything the request does (its turn, model and tool calls, queries) runs inside.
+    let span =
+        tracing::info_span!("http_request", request_id = %id, method = %method, path = %path);
+    let response = tracing::Instrument::instrument(next.call(req), span)
+        .await?
+        .map_into_boxed_body();
     let status = response.status();
     let mut response = if status.is_client_error() || status.is_server_error() {
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;

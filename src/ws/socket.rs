@@ -459,9 +459,22 @@ impl Connection {
                 let Ok((name, args)) = packet.event() else {
                     return Flow::Continue;
                 };
-                let answer = self
-                    .on_event(member, name, args.first(), packet.ack_id)
-                    .await;
+                // Like a request: an id, and everything the event does runs inside.
+                let event = ["chat:send", "chat:cancel", "chat:resume", "auth:refresh"]
+                    .into_iter()
+                    .find(|known| *known == name)
+                    .unwrap_or("unknown");
+                let span = tracing::info_span!(
+                    "socket_event",
+                    request_id = %uuid::Uuid::new_v4().simple(),
+                    event,
+                    socket = %self.sid
+                );
+                let answer = tracing::Instrument::instrument(
+                    self.on_event(member, name, args.first(), packet.ack_id),
+                    span,
+                )
+                .await;
                 if let (Some(id), Some(answer)) = (packet.ack_id, answer) {
                     let frame = packet::ack_frame(id, answer);
                     if !Box::pin(self.write(frame.into(), &member.frames)).await {

@@ -467,7 +467,26 @@ pub async fn serve_binary(
     db: &TestDatabase,
     env: &[(&str, String)],
 ) -> (tokio::process::Child, String) {
+    serve_binary_to(db, env, None).await
+}
+
+/// [`serve_binary`], its log also written to `log_file` line by line.
+pub async fn serve_binary_logging(
+    db: &TestDatabase,
+    env: &[(&str, String)],
+    log_file: &std::path::Path,
+) -> (tokio::process::Child, String) {
+    serve_binary_to(db, env, Some(log_file)).await
+}
+
+async fn serve_binary_to(
+    db: &TestDatabase,
+    env: &[(&str, String)],
+    log_file: Option<&std::path::Path>,
+) -> (tokio::process::Child, String) {
+    use std::io::Write;
     use tokio::io::AsyncBufReadExt;
+    let mut file = log_file.map(|path| std::fs::File::create(path).expect("create the log file"));
     let data_dir = temp_dir("pixie-binary");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pixie"))
         .arg("serve")
@@ -491,17 +510,23 @@ pub async fn serve_binary(
             .expect("read the log")
             .expect("the server exited before listening");
         eprintln!("{line}");
+        if let Some(file) = file.as_mut() {
+            let _ = writeln!(file, "{line}");
+        }
         if let Some(at) = line.find("listening on http://") {
             let rest = &line[at + "listening on http://".len()..];
             break rest
                 .chars()
-                .take_while(|c| !c.is_whitespace())
+                .take_while(|c| !c.is_whitespace() && *c != '"')
                 .collect::<String>();
         }
     };
     tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {
             eprintln!("{line}");
+            if let Some(file) = file.as_mut() {
+                let _ = writeln!(file, "{line}");
+            }
         }
     });
     (child, addr)

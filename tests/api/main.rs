@@ -9,6 +9,7 @@ mod events;
 mod helpers;
 mod hostile;
 mod http;
+mod logs;
 mod me;
 mod memories;
 mod memory;
