@@ -159,7 +159,8 @@ fn main() -> anyhow::Result<()> {
         if std::env::var_os("RUST_LOG").is_none() {
             config.log.level = "warn".into();
         }
-        pixie::telemetry::init(&config.log);
+        // No exporter is configured here: nothing to flush at the end.
+        drop(pixie::telemetry::init(&config.log));
         config.server.bind = "127.0.0.1:0".parse()?;
         config.server.data_dir = data_dir.clone();
         config.database.url = db_url.clone();

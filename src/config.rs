@@ -395,6 +395,9 @@ pub struct LogConfig {
     /// A tracing filter, e.g. `info` or `pixie=debug,info`; `RUST_LOG` overrides it.
     pub level: String,
     pub format: LogFormat,
+    /// Where spans are exported over OTLP/HTTP (protobuf), e.g.
+    /// `http://localhost:4318/v1/traces`; unset = no export.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for LogConfig {
@@ -402,6 +405,7 @@ impl Default for LogConfig {
         Self {
             level: "info".into(),
             format: LogFormat::Text,
+            otlp_endpoint: None,
         }
     }
 }
@@ -484,6 +488,14 @@ impl Config {
             if let Err(problem) = check_origin(origin) {
                 problems.push(format!("server.cors_origins: {origin:?} {problem}"));
             }
+        }
+        if let Some(endpoint) = &self.log.otlp_endpoint
+            && !url::Url::parse(endpoint).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+        {
+            problems.push(format!(
+                "log.otlp_endpoint = {endpoint:?} must be an http(s) URL, such as \
+                 \"http://localhost:4318/v1/traces\""
+            ));
         }
         if self.database.pool_size == 0 {
             problems.push("database.pool_size must be at least 1".to_owned());
@@ -722,6 +734,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("vector.url"), "{err}");
+        let err = load("", &[("LOG__OTLP_ENDPOINT", "collector:4318")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("log.otlp_endpoint"), "{err}");
+        assert!(
+            load(
+                "",
+                &[("LOG__OTLP_ENDPOINT", "http://localhost:4318/v1/traces")]
+            )
+            .is_ok()
+        );
     }
 
     #[test]

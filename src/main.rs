@@ -101,7 +101,8 @@ fn main() -> ExitCode {
     if let Command::Healthcheck { timeout_secs } = command {
         return healthcheck(&config, Duration::from_secs(timeout_secs));
     }
-    pixie::telemetry::init(&config.log);
+    // Held to the end: dropping it sends the spans still batched.
+    let _telemetry = pixie::telemetry::init(&config.log);
     let result = match command {
         Command::Serve => serve(config),
         Command::Migrate => pixie::db::prepare(&config.database.settings()).map(|applied| {

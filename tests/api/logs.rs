@@ -174,3 +174,112 @@ async fn a_full_run_logs_no_secret_and_no_message_body() {
         "{tool_line}"
     );
 }
+
+/// A stand-in OpenTelemetry collector: records each request's head and body, answers 200.
+async fn collector() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = received.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let record = record.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                let body_start = loop {
+                    let Ok(n) = stream.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..body_start]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                while buf.len() < body_start + length {
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                record
+                    .lock()
+                    .unwrap()
+                    .push((head, buf[body_start..body_start + length].to_vec()));
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\n\
+                          content-length: 0\r\nconnection: close\r\n\r\n",
+                    )
+                    .await;
+            });
+        }
+    });
+    (addr, received)
+}
+
+#[tokio::test]
+async fn spans_go_to_an_otlp_collector_when_one_is_configured() {
+    let (collector, received) = collector().await;
+    let db = tokio::task::spawn_blocking(TestDatabase::migrated)
+        .await
+        .unwrap();
+    let (mut server, addr) = crate::helpers::serve_binary(
+        &db,
+        &[(
+            "PIXIE__LOG__OTLP_ENDPOINT",
+            format!("http://{collector}/v1/traces"),
+        )],
+    )
+    .await;
+    let me = reqwest::Client::new()
+        .get(format!("http://{addr}/v1/me"))
+        .bearer_auth(format!("dev:{USER}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+    // A graceful stop sends the spans still batched.
+    let pid = server.id().expect("the server runs") as i32;
+    // SAFETY: signals the child this test started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let status = tokio::time::timeout(std::time::Duration::from_secs(40), server.wait())
+        .await
+        .expect("the server stops")
+        .unwrap();
+    assert!(status.success(), "{status}");
+
+    let received = received.lock().unwrap().clone();
+    let export = received
+        .iter()
+        .find(|(head, body)| {
+            head.starts_with("post /v1/traces ")
+                && head.contains("content-type: application/x-protobuf")
+                && body.windows(12).any(|w| w == b"http_request")
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no OTLP export with the request's span: {:?}",
+                received
+                    .iter()
+                    .map(|(h, b)| (h, b.len()))
+                    .collect::<Vec<_>>()
+            )
+        });
+    // The resource names the service; the span carries the route's path.
+    assert!(export.1.windows(5).any(|w| w == b"pixie"));
+    assert!(export.1.windows(6).any(|w| w == b"/v1/me"));
+}
