@@ -194,22 +194,7 @@ mod tests {
     #[test]
     fn every_contract_tool_has_an_object_schema() {
         let names: Vec<&str> = all().iter().map(|t| t.name).collect();
-        assert_eq!(
-            names,
-            [
-                "create_task",
-                "update_task",
-                "complete_task",
-                "delete_task",
-                "list_tasks",
-                "create_event",
-                "update_event",
-                "delete_event",
-                "list_events",
-                "remember",
-                "search_memory"
-            ]
-        );
+        assert_eq!(names, crate::domain::tools::TOOL_NAMES);
         for tool in all() {
             assert_eq!(tool.parameters["type"], "object", "{}", tool.name);
             assert_eq!(

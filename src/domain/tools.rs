@@ -38,8 +38,9 @@ pub struct DomainTools {
     pub(crate) message: Option<uuid::Uuid>,
 }
 
-/// The assistant's tools, as metric labels (a name a model makes up is `unknown`).
-const TOOL_NAMES: [&str; 11] = [
+/// The assistant's tools, the contract's list (the AI half's schemas name the same, in this
+/// order); also the metric labels (a name a model makes up is `unknown`).
+pub const TOOL_NAMES: [&str; 11] = [
     "create_task",
     "update_task",
     "complete_task",

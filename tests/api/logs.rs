@@ -180,7 +180,7 @@ async fn collector() -> (
     String,
     std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>,
 ) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -189,36 +189,11 @@ async fn collector() -> (
         while let Ok((mut stream, _)) = listener.accept().await {
             let record = record.clone();
             tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 8192];
-                let body_start = loop {
-                    let Ok(n) = stream.read(&mut chunk).await else {
-                        return;
-                    };
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break i + 4;
-                    }
+                let Some((head, body)) = crate::helpers::read_http_request(&mut stream).await
+                else {
+                    return;
                 };
-                let head = String::from_utf8_lossy(&buf[..body_start]).to_ascii_lowercase();
-                let length: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(0);
-                while buf.len() < body_start + length {
-                    match stream.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                record
-                    .lock()
-                    .unwrap()
-                    .push((head, buf[body_start..body_start + length].to_vec()));
+                record.lock().unwrap().push((head, body));
                 let _ = stream
                     .write_all(
                         b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\n\

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::helpers::spawn_app;
@@ -47,7 +47,10 @@ pub async fn release_endpoint(llm: Arc<SlowLlm>) -> String {
             let llm = llm.clone();
             tokio::spawn(async move {
                 let mut stream = stream;
-                if read_head(&mut stream).await {
+                if crate::helpers::read_http_request(&mut stream)
+                    .await
+                    .is_some()
+                {
                     llm.release();
                     answer_ok(stream).await;
                 }
@@ -55,19 +58,6 @@ pub async fn release_endpoint(llm: Arc<SlowLlm>) -> String {
         }
     });
     url
-}
-
-/// Reads a request's head (the body, if any, is not needed); false if the peer left first.
-async fn read_head(stream: &mut TcpStream) -> bool {
-    let mut head = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return false,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
-        }
-    }
-    true
 }
 
 async fn answer_ok(mut stream: TcpStream) {
