@@ -12,7 +12,7 @@ use actix_web::{App, HttpResponse};
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::schema::{Object, Schema};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{OpenApi as Document, RefOr};
+use utoipa::openapi::{OpenApi as Document, PathItem, RefOr};
 use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::AppExt;
 
@@ -111,14 +111,25 @@ fn kinds_pattern() -> String {
     format!("^{part}(?:,{part})*$")
 }
 
-/// Query parameters' limits, by name, wherever they appear: (minimum, maximum) of an integer,
-/// or the length of a string.
-fn parameter_limits(operation_path: &str, name: &str) -> Option<(usize, usize)> {
+/// What a query parameter accepts, by name, wherever it appears, from the constants the
+/// validation uses.
+fn constrain_parameter(operation_path: &str, name: &str, object: &mut Object) {
+    let range = |object: &mut Object, max: usize| {
+        object.minimum = Some(1.0.into());
+        object.maximum = Some((max as f64).into());
+    };
     match name {
-        "limit" if operation_path == "/v1/search" => Some((1, SEARCH_LIMIT_MAX)),
-        "limit" => Some((1, MAX_LIMIT as usize)),
-        "q" => Some((1, SEARCH_QUERY_MAX)),
-        _ => None,
+        "limit" if operation_path == "/v1/search" => range(object, SEARCH_LIMIT_MAX),
+        "limit" => range(object, MAX_LIMIT as usize),
+        "q" => {
+            object.min_length = Some(1);
+            object.max_length = Some(SEARCH_QUERY_MAX);
+            object.pattern = Some(text_pattern(true));
+        }
+        // Empty reads as no cursor (the first page).
+        "cursor" => object.pattern = Some(format!("^$|{CURSOR_PATTERN}")),
+        "kinds" => object.pattern = Some(kinds_pattern()),
+        _ => {}
     }
 }
 
@@ -157,13 +168,18 @@ impl ApiDocument {
         let routes = openapi
             .paths
             .paths
-            .iter()
+            .iter_mut()
             .map(|(path, item)| {
                 let segments = path
                     .split('/')
                     .map(|s| (!s.starts_with('{')).then(|| s.to_owned()))
                     .collect();
-                (segments, methods(item))
+                let methods = operations(item)
+                    .into_iter()
+                    .filter(|(_, operation)| operation.is_some())
+                    .map(|(method, _)| method)
+                    .collect();
+                (segments, methods)
             })
             .collect();
         Self {
@@ -190,35 +206,15 @@ impl ApiDocument {
     }
 }
 
-fn methods(item: &utoipa::openapi::PathItem) -> Vec<Method> {
-    let mut methods = Vec::new();
-    for (method, operation) in [
-        (Method::GET, &item.get),
-        (Method::POST, &item.post),
-        (Method::PUT, &item.put),
-        (Method::PATCH, &item.patch),
-        (Method::DELETE, &item.delete),
-        (Method::HEAD, &item.head),
-        (Method::OPTIONS, &item.options),
-        (Method::TRACE, &item.trace),
-    ] {
-        if operation.is_some() {
-            methods.push(method);
-        }
-    }
-    methods
-}
-
-fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut Operation> {
+/// A path's operations with their methods: the one list the document is read and amended by.
+fn operations(item: &mut PathItem) -> [(Method, &mut Option<Operation>); 5] {
     [
-        &mut item.get,
-        &mut item.post,
-        &mut item.put,
-        &mut item.patch,
-        &mut item.delete,
+        (Method::GET, &mut item.get),
+        (Method::POST, &mut item.post),
+        (Method::PUT, &mut item.put),
+        (Method::PATCH, &mut item.patch),
+        (Method::DELETE, &mut item.delete),
     ]
-    .into_iter()
-    .flatten()
 }
 
 /// The string or integer schema inside `schema`, through a nullable `oneOf`/type array.
@@ -253,36 +249,16 @@ fn apply_limits(doc: &mut Document) {
         }
     }
     for (path, item) in doc.paths.paths.iter_mut() {
-        for operation in operations(item) {
+        for (_, operation) in operations(item) {
+            let Some(operation) = operation else {
+                continue;
+            };
             for parameter in operation.parameters.iter_mut().flatten() {
                 if parameter.parameter_in != ParameterIn::Query {
                     continue;
                 }
-                if parameter.name == "cursor" {
-                    if let Some(object) = parameter.schema.as_mut().and_then(object_of) {
-                        // Empty reads as no cursor (the first page).
-                        object.pattern = Some(format!("^$|{CURSOR_PATTERN}"));
-                    }
-                    continue;
-                }
-                if parameter.name == "kinds" {
-                    if let Some(object) = parameter.schema.as_mut().and_then(object_of) {
-                        object.pattern = Some(kinds_pattern());
-                    }
-                    continue;
-                }
-                let Some((min, max)) = parameter_limits(path, &parameter.name) else {
-                    continue;
-                };
                 if let Some(object) = parameter.schema.as_mut().and_then(object_of) {
-                    if parameter.name == "q" {
-                        object.min_length = Some(min);
-                        object.max_length = Some(max);
-                        object.pattern = Some(text_pattern(true));
-                    } else {
-                        object.minimum = Some((min as f64).into());
-                        object.maximum = Some((max as f64).into());
-                    }
+                    constrain_parameter(path, &parameter.name, object);
                 }
             }
         }
@@ -301,13 +277,9 @@ fn name_operations(doc: &mut Document) {
                     .replace(['.', '-'], "_")
             })
             .collect();
-        for (method, operation) in [
-            ("get", &mut item.get),
-            ("post", &mut item.post),
-            ("patch", &mut item.patch),
-            ("delete", &mut item.delete),
-        ] {
+        for (method, operation) in operations(item) {
             if let Some(operation) = operation {
+                let method = method.as_str().to_ascii_lowercase();
                 operation.operation_id = Some(format!("{method}_{}", words.join("_")));
             }
         }
