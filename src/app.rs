@@ -21,6 +21,7 @@ use crate::db::{self, PgStore};
 use crate::domain::indexer::{Indexer, IndexerSettings};
 use crate::domain::ports::{HealthCheck, SystemClock};
 use crate::domain::ports::{NoRelay, Relay};
+use crate::domain::reminders::Scheduler;
 use crate::domain::{Domain, ErrorCode, Ports, Problem, Settings};
 use crate::http::error::error_body;
 use crate::http::{self, AppState, WebhookSecret};
@@ -191,6 +192,7 @@ impl Application {
                 events: store.clone(),
                 memories: store.clone(),
                 conversations: store.clone(),
+                reminders: store.clone(),
                 lexical: store.clone(),
                 turn_reads: store.clone(),
                 outbox: store.clone(),
@@ -237,6 +239,15 @@ impl Application {
             tokio::spawn(indexer.run(stop_background.clone()));
         } else {
             tracing::info!("vector.outbox_worker = false: another instance indexes");
+        }
+        if config.reminders.enabled {
+            let scheduler = Scheduler {
+                domain: domain.clone(),
+                settings: config.reminders.scheduler(),
+            };
+            tokio::spawn(scheduler.run(stop_background.clone()));
+        } else {
+            tracing::info!("reminders.enabled = false: another instance fires reminders");
         }
         let state = web::Data::new(AppState {
             domain: domain.clone(),

@@ -22,6 +22,7 @@ pub struct Config {
     pub embeddings: EmbeddingsConfig,
     pub vector: VectorConfig,
     pub realtime: RealtimeConfig,
+    pub reminders: RemindersConfig,
     pub log: LogConfig,
 }
 
@@ -381,6 +382,40 @@ impl Default for RealtimeConfig {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RemindersConfig {
+    /// Run the scheduler in this process.
+    pub enabled: bool,
+    /// The longest the scheduler sleeps without looking for other instances' reminders.
+    pub poll_ms: u64,
+    /// Missed by more than this (downtime): marked fired late, not delivered.
+    pub max_lateness_secs: u64,
+    /// Reminders fired per transaction.
+    pub batch_size: i64,
+}
+
+impl Default for RemindersConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            poll_ms: 10_000,
+            max_lateness_secs: 3600,
+            batch_size: 200,
+        }
+    }
+}
+
+impl RemindersConfig {
+    pub fn scheduler(&self) -> crate::domain::reminders::SchedulerSettings {
+        crate::domain::reminders::SchedulerSettings {
+            batch_size: self.batch_size,
+            poll: Duration::from_millis(self.poll_ms),
+            max_lateness: Duration::from_secs(self.max_lateness_secs),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -606,6 +641,12 @@ impl Config {
         }
         if rt.socket_queue < 16 {
             problems.push("realtime.socket_queue must be at least 16".to_owned());
+        }
+        if self.reminders.poll_ms < 10 {
+            problems.push("reminders.poll_ms must be at least 10".to_owned());
+        }
+        if !(1..=1000).contains(&self.reminders.batch_size) {
+            problems.push("reminders.batch_size must be 1 to 1000".to_owned());
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             problems.push(format!("log.level is not a valid filter: {e}"));

@@ -85,6 +85,12 @@ struct StoreLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReminderLabels {
+    /// `on_time`, or `late` (found past `reminders.max_lateness_secs`: not delivered).
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LegLabels {
     leg: &'static str,
 }
@@ -118,6 +124,8 @@ pub struct Metrics {
     embed_duration: HistogramFamily<EmbedLabels>,
     store_duration: HistogramFamily<StoreLabels>,
     search_duration: HistogramFamily<LegLabels>,
+    reminders_fired: Family<ReminderLabels, Counter>,
+    reminder_lateness: Histogram,
     pub outbox_backlog: Gauge,
     pub outbox_oldest_seconds: Gauge<f64, AtomicU64>,
     pub pool_connections: Gauge,
@@ -141,6 +149,8 @@ impl Default for Metrics {
         let embed_duration = HistogramFamily::new_with_constructor(latency_histogram as fn() -> _);
         let store_duration = HistogramFamily::new_with_constructor(latency_histogram as fn() -> _);
         let search_duration = HistogramFamily::new_with_constructor(latency_histogram as fn() -> _);
+        let reminders_fired = Family::<ReminderLabels, Counter>::default();
+        let reminder_lateness = latency_histogram();
         let outbox_backlog = Gauge::default();
         let outbox_oldest_seconds = Gauge::<f64, AtomicU64>::default();
         let pool_connections = Gauge::default();
@@ -204,6 +214,16 @@ impl Default for Metrics {
             search_duration.clone(),
         );
         registry.register(
+            "reminders_fired",
+            "Reminders fired, on time or found too late to deliver",
+            reminders_fired.clone(),
+        );
+        registry.register(
+            "reminder_lateness_seconds",
+            "How long after its time a reminder fired",
+            reminder_lateness.clone(),
+        );
+        registry.register(
             "outbox_backlog",
             "Index changes waiting in the outbox",
             outbox_backlog.clone(),
@@ -242,6 +262,8 @@ impl Default for Metrics {
             embed_duration,
             store_duration,
             search_duration,
+            reminders_fired,
+            reminder_lateness,
             outbox_backlog,
             outbox_oldest_seconds,
             pool_connections,
@@ -362,5 +384,13 @@ impl Meter for Metrics {
         self.search_duration
             .get_or_create(&LegLabels { leg })
             .observe(elapsed.as_secs_f64());
+    }
+
+    fn reminder_fired(&self, late: bool, lateness: Duration) {
+        let outcome = if late { "late" } else { "on_time" };
+        self.reminders_fired
+            .get_or_create(&ReminderLabels { outcome })
+            .inc();
+        self.reminder_lateness.observe(lateness.as_secs_f64());
     }
 }

@@ -47,6 +47,13 @@ fn item_ref(what: &str) -> Value {
     })
 }
 
+fn reminder_ref() -> Value {
+    json!({
+        "id": { "type": "string", "format": "uuid", "description": "The reminder's id, when known" },
+        "text": { "type": "string", "description": "Otherwise its text, or enough of it to tell it apart" },
+    })
+}
+
 fn with(mut base: Value, extra: Value) -> Value {
     if let (Some(base), Some(extra)) = (base.as_object_mut(), extra.as_object()) {
         base.extend(extra.clone());
@@ -182,6 +189,52 @@ pub fn all() -> Vec<ToolSpec> {
                     "limit": { "type": "integer", "minimum": 1, "maximum": 20, "default": 5 },
                 }),
                 &["query"],
+            ),
+        },
+        ToolSpec {
+            name: "create_reminder",
+            description: "Remind the user at a time: it reaches every device of theirs and this conversation when due. Give due_at, or a task (due time) or event (start) and minutes_before.",
+            parameters: object(
+                json!({
+                    "text": text("What to remind of, short; defaults to the task's or event's title", 500),
+                    "due_at": time("When to remind"),
+                    "task_id": { "type": "string", "format": "uuid", "description": "The task it is about, by id" },
+                    "event_id": { "type": "string", "format": "uuid", "description": "The event it is about, by id" },
+                    "task": { "type": "string", "description": "Or the task by title" },
+                    "event": { "type": "string", "description": "Or the event by title" },
+                    "minutes_before": { "type": "integer", "minimum": 0, "maximum": 40_320, "description": "Without due_at: this long before the task is due or the event starts" },
+                }),
+                &[],
+            ),
+        },
+        ToolSpec {
+            name: "list_reminders",
+            description: "List the user's reminders: those still to fire unless a status is given.",
+            parameters: object(
+                json!({
+                    "status": { "type": "string", "enum": ["scheduled", "fired", "dismissed", "cancelled"] },
+                    "limit": { "type": "integer", "minimum": 1, "maximum": 50, "default": 20 },
+                }),
+                &[],
+            ),
+        },
+        ToolSpec {
+            name: "cancel_reminder",
+            description: "Cancel a reminder still to fire (or dismiss one that fired), named by id or text.",
+            parameters: object(reminder_ref(), &[]),
+        },
+        ToolSpec {
+            name: "snooze_reminder",
+            description: "Move a reminder later: named by id or text, or the one that fired last when neither is given.",
+            parameters: object(
+                with(
+                    reminder_ref(),
+                    json!({
+                        "until": time("When to remind again"),
+                        "minutes": { "type": "integer", "minimum": 1, "maximum": 40_320, "description": "Or this many minutes from now" },
+                    }),
+                ),
+                &[],
             ),
         },
     ]

@@ -8,6 +8,7 @@ mod lexical;
 mod models;
 mod outbox;
 pub mod relay;
+mod reminders;
 mod repos;
 pub mod schema;
 

@@ -12,10 +12,13 @@ use diesel::serialize::{self, IsNull, Output, ToSql};
 use diesel::sql_types::Jsonb;
 use uuid::Uuid;
 
-use super::schema::{conversations, events, memories, messages, tasks, users, vector_outbox};
+use super::schema::{
+    conversations, events, memories, messages, reminders, tasks, users, vector_outbox,
+};
 use crate::domain::conversation::{Conversation, Message, Role, ToolCall};
 use crate::domain::event::Event;
 use crate::domain::memory::{Memory, MemoryKind};
+use crate::domain::reminder::{Reminder, ReminderStatus};
 use crate::domain::task::{Priority, Task, TaskStatus};
 use crate::domain::user::User;
 use crate::domain::{DomainError, UserId};
@@ -300,4 +303,66 @@ pub struct NewOutboxRow<'a> {
     pub entity_kind: &'a str,
     pub entity_id: Option<Uuid>,
     pub op: &'a str,
+}
+
+#[derive(Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = reminders, check_for_backend(diesel::pg::Pg), treat_none_as_null = true)]
+pub struct ReminderRow {
+    pub id: Uuid,
+    pub user_id: String,
+    pub text: String,
+    pub due_at: DateTime<Utc>,
+    pub task_id: Option<Uuid>,
+    pub event_id: Option<Uuid>,
+    pub occurrence_at: Option<DateTime<Utc>>,
+    pub alert_minutes: Option<i32>,
+    pub conversation_id: Option<Uuid>,
+    pub status: String,
+    pub fired_at: Option<DateTime<Utc>>,
+    pub fired_late: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl ReminderRow {
+    pub fn new(user: &UserId, r: &Reminder) -> Self {
+        Self {
+            id: r.id,
+            user_id: user.as_str().to_owned(),
+            text: r.text.clone(),
+            due_at: r.due_at,
+            task_id: r.task_id,
+            event_id: r.event_id,
+            occurrence_at: r.occurrence_at,
+            alert_minutes: r.alert_minutes.map(|m| m.min(i32::MAX as u32) as i32),
+            conversation_id: r.conversation_id,
+            status: r.status.as_str().to_owned(),
+            fired_at: r.fired_at,
+            fired_late: r.fired_late,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+impl TryFrom<ReminderRow> for Reminder {
+    type Error = DomainError;
+    fn try_from(row: ReminderRow) -> Result<Self, DomainError> {
+        Ok(Reminder {
+            status: ReminderStatus::parse(&row.status)
+                .ok_or_else(|| corrupt("reminder status", &row.status))?,
+            id: row.id,
+            text: row.text,
+            due_at: row.due_at,
+            task_id: row.task_id,
+            event_id: row.event_id,
+            occurrence_at: row.occurrence_at,
+            alert_minutes: row.alert_minutes.and_then(|m| u32::try_from(m).ok()),
+            conversation_id: row.conversation_id,
+            fired_at: row.fired_at,
+            fired_late: row.fired_late,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
 }

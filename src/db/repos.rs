@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::models::{
     ConversationRow, EventRow, MemoryRow, MessageRow, NewOutboxRow, TaskRow, UserRow,
 };
+use super::reminders::{self, Owner};
 use super::schema::{
     conversations, erased_users, events, memories, messages, tasks, users, vector_outbox,
     webhook_deliveries,
@@ -28,6 +29,7 @@ use crate::domain::ports::{
     ConversationRepository, EventRepository, MemoryRepository, Mutation, RangeQuery, RangeRows,
     TaskRepository, TurnReader, TurnReads, TurnRows, UserRepository,
 };
+use crate::domain::reminder::TaskCascade;
 use crate::domain::task::{Task, TaskQuery};
 use crate::domain::user::User;
 use crate::domain::{DomainError, DomainResult, UserId};
@@ -86,7 +88,7 @@ impl QueryFragment<Pg> for StoredBefore {
 /// Stores a message in one statement (one round trip, atomic on its own): bumps the
 /// conversation if it is the user's, and inserts the message only then. A query type of its
 /// own, so that diesel keeps it prepared.
-struct AppendMessage<'a>(&'a MessageRow);
+pub(super) struct AppendMessage<'a>(pub(super) &'a MessageRow);
 
 impl diesel::query_builder::QueryId for AppendMessage<'_> {
     type QueryId = AppendMessage<'static>;
@@ -416,12 +418,17 @@ impl TaskRepository for PgStore {
                 else {
                     return Ok(None);
                 };
-                let task = change(Task::try_from(row)?)?;
+                let before = Task::try_from(row)?;
+                let task = change(before.clone())?;
                 let user_id =
                     UserId::parse(&user).map_err(|e| DomainError::Internal(anyhow::anyhow!(e)))?;
                 diesel::update(tasks::table.find(id))
                     .set(&TaskRow::new(&user_id, &task))
                     .execute(conn)?;
+                let cascade = TaskCascade::of(&before, &task);
+                if !cascade.is_empty() {
+                    reminders::cascade_task(conn, id, &cascade, task.updated_at)?;
+                }
                 Ok(Some(task))
             })
         })
@@ -431,10 +438,21 @@ impl TaskRepository for PgStore {
     async fn delete(&self, user: &UserId, id: Uuid) -> DomainResult<bool> {
         let user = owned(user);
         self.run(move |conn| {
-            let n =
-                diesel::delete(tasks::table.filter(tasks::id.eq(id).and(tasks::user_id.eq(&user))))
-                    .execute(conn)?;
-            Ok(n > 0)
+            conn.transaction(|conn| {
+                // Cancelled while the link still holds (deleting the task clears it).
+                let owned: bool = diesel::select(diesel::dsl::exists(
+                    tasks::table.filter(tasks::id.eq(id).and(tasks::user_id.eq(&user))),
+                ))
+                .get_result(conn)?;
+                if owned {
+                    reminders::cancel_pending(conn, Owner::Task(id), Utc::now())?;
+                }
+                let n = diesel::delete(
+                    tasks::table.filter(tasks::id.eq(id).and(tasks::user_id.eq(&user))),
+                )
+                .execute(conn)?;
+                Ok(n > 0)
+            })
         })
         .await
     }
@@ -510,10 +528,18 @@ impl EventRepository for PgStore {
                 else {
                     return Ok(None);
                 };
-                let event = change(Event::from(row))?;
+                let before = Event::from(row);
+                let event = change(before.clone())?;
                 diesel::update(events::table.find(id))
                     .set(&EventRow::new(&user_id, &event))
                     .execute(conn)?;
+                if before.recurrence.is_none()
+                    && event.recurrence.is_none()
+                    && before.start_at != event.start_at
+                {
+                    let shift = event.start_at - before.start_at;
+                    reminders::shift_event(conn, id, shift, event.updated_at)?;
+                }
                 Ok(Some(event))
             })
         })
@@ -523,11 +549,21 @@ impl EventRepository for PgStore {
     async fn delete(&self, user: &UserId, id: Uuid) -> DomainResult<bool> {
         let user = owned(user);
         self.run(move |conn| {
-            let n = diesel::delete(
-                events::table.filter(events::id.eq(id).and(events::user_id.eq(&user))),
-            )
-            .execute(conn)?;
-            Ok(n > 0)
+            conn.transaction(|conn| {
+                // Cancelled while the link still holds (deleting the event clears it).
+                let owned: bool = diesel::select(diesel::dsl::exists(
+                    events::table.filter(events::id.eq(id).and(events::user_id.eq(&user))),
+                ))
+                .get_result(conn)?;
+                if owned {
+                    reminders::cancel_pending(conn, Owner::Event(id), Utc::now())?;
+                }
+                let n = diesel::delete(
+                    events::table.filter(events::id.eq(id).and(events::user_id.eq(&user))),
+                )
+                .execute(conn)?;
+                Ok(n > 0)
+            })
         })
         .await
     }

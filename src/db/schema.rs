@@ -59,6 +59,25 @@ diesel::table! {
 }
 
 diesel::table! {
+    reminders (id) {
+        id -> Uuid,
+        user_id -> Text,
+        text -> Text,
+        due_at -> Timestamptz,
+        task_id -> Nullable<Uuid>,
+        event_id -> Nullable<Uuid>,
+        occurrence_at -> Nullable<Timestamptz>,
+        alert_minutes -> Nullable<Int4>,
+        conversation_id -> Nullable<Uuid>,
+        status -> Text,
+        fired_at -> Nullable<Timestamptz>,
+        fired_late -> Bool,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     tasks (id) {
         id -> Uuid,
         user_id -> Text,
@@ -108,6 +127,10 @@ diesel::joinable!(events -> users (user_id));
 diesel::joinable!(memories -> users (user_id));
 diesel::joinable!(messages -> conversations (conversation_id));
 diesel::joinable!(messages -> users (user_id));
+diesel::joinable!(reminders -> conversations (conversation_id));
+diesel::joinable!(reminders -> events (event_id));
+diesel::joinable!(reminders -> tasks (task_id));
+diesel::joinable!(reminders -> users (user_id));
 diesel::joinable!(tasks -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -116,6 +139,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     events,
     memories,
     messages,
+    reminders,
     tasks,
     users,
     vector_outbox,

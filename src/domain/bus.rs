@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::chat::{ChatEvent, TurnStep};
 use super::event::Event;
+use super::reminder::Reminder;
 use super::task::Task;
 use super::values::UserId;
 
@@ -22,6 +23,11 @@ pub enum Change {
     EventCreated(Event),
     EventUpdated(Event),
     EventDeleted(Uuid),
+    /// A reminder fired: every device of the user shows it.
+    ReminderDue(Reminder),
+    /// A reminder was snoozed, dismissed, cancelled or changed (or missed while the server
+    /// was down).
+    ReminderUpdated(Reminder),
     /// A chat message was stored, or a turn made progress (`chat:*`).
     Chat(ChatEvent),
     /// The user was erased: every session of theirs ends.
@@ -40,25 +46,31 @@ impl Change {
             Self::EventCreated(_) => "event:created",
             Self::EventUpdated(_) => "event:updated",
             Self::EventDeleted(_) => "event:deleted",
+            Self::ReminderDue(_) => "reminder:due",
+            Self::ReminderUpdated(_) => "reminder:updated",
             Self::Chat(event) => event.name(),
             Self::UserErased => "user:erased",
             Self::CancelTurn(_) => "chat:cancel",
         }
     }
 
-    /// The payload clients see, as JSON text: `{task}`, `{event}` or `{id}`.
+    /// The payload clients see, as JSON text: `{task}`, `{event}`, `{reminder}` or `{id}`.
     pub fn payload(&self) -> Box<RawValue> {
         #[derive(Serialize)]
         #[serde(untagged)]
         enum Body<'a> {
             Task { task: &'a Task },
             Event { event: &'a Event },
+            Reminder { reminder: &'a Reminder },
             Gone { id: Uuid },
             Empty {},
         }
         let body = match self {
             Self::TaskCreated(task) | Self::TaskUpdated(task) => Body::Task { task },
             Self::EventCreated(event) | Self::EventUpdated(event) => Body::Event { event },
+            Self::ReminderDue(reminder) | Self::ReminderUpdated(reminder) => {
+                Body::Reminder { reminder }
+            }
             Self::TaskDeleted(id) | Self::EventDeleted(id) => Body::Gone { id: *id },
             Self::Chat(event) => return event.payload(),
             Self::UserErased | Self::CancelTurn(_) => Body::Empty {},

@@ -619,6 +619,7 @@ impl Domain {
             user: user.clone(),
             tz: self.settings.timezone,
             message: Some(user_message.id),
+            conversation: Some(conversation_id),
         };
         let progress = Progress {
             ending,

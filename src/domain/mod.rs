@@ -13,6 +13,8 @@ pub mod memory;
 pub mod page;
 pub mod ports;
 pub mod recall;
+pub mod reminder;
+pub mod reminders;
 pub mod service;
 pub mod task;
 pub mod tools;

@@ -13,6 +13,7 @@ use super::error::DomainResult;
 use super::event::{Event, EventRange};
 use super::memory::{Memory, MemoryQuery};
 use super::page::PageRequest;
+use super::reminder::{Reminder, ReminderQuery};
 use super::task::{Task, TaskQuery};
 use super::user::User;
 use super::values::UserId;
@@ -152,6 +153,54 @@ pub trait ConversationRepository: Send + Sync {
         conversation: Uuid,
         query: &MessageQuery,
     ) -> DomainResult<Option<Vec<Message>>>;
+}
+
+#[async_trait]
+pub trait ReminderRepository: Send + Sync {
+    /// Stores a reminder. A task or event it names that is not the user's, or a user who
+    /// holds [`MAX_SCHEDULED_PER_USER`](super::reminder::MAX_SCHEDULED_PER_USER) reminders
+    /// still to fire, is refused (`Validation`).
+    async fn insert(&self, user: &UserId, reminder: &Reminder) -> DomainResult<()>;
+    async fn get(&self, user: &UserId, id: Uuid) -> DomainResult<Option<Reminder>>;
+    /// Up to `page.fetch_limit()` reminders by `(dueAt, id)`, after the page's cursor.
+    async fn list(&self, user: &UserId, query: &ReminderQuery) -> DomainResult<Vec<Reminder>>;
+    async fn update(
+        &self,
+        user: &UserId,
+        id: Uuid,
+        change: Mutation<Reminder>,
+    ) -> DomainResult<Option<Reminder>>;
+    async fn delete(&self, user: &UserId, id: Uuid) -> DomainResult<bool>;
+    /// Fires up to `limit` reminders due at `now`, of any user, in one transaction: rows
+    /// another worker holds are skipped (`SKIP LOCKED`), so each fires once however many
+    /// instances run. A reminder found later than `max_lateness` after its time is marked
+    /// fired late. Each one with a conversation gets its assistant message there.
+    async fn fire_due(&self, request: &FireRequest) -> DomainResult<FiredBatch>;
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct FireRequest {
+    pub now: DateTime<Utc>,
+    pub max_lateness: chrono::Duration,
+    pub limit: i64,
+    /// The zone times are told in (a missed reminder's message).
+    pub timezone: chrono_tz::Tz,
+}
+
+#[derive(Debug, Clone)]
+pub struct Fired {
+    pub user: UserId,
+    pub reminder: Reminder,
+    /// The assistant message stored in the reminder's conversation, if it has one.
+    pub message: Option<Message>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct FiredBatch {
+    pub fired: Vec<Fired>,
+    /// The earliest due time of the reminders still to fire (after this batch), if any;
+    /// it may be past when other workers hold due rows.
+    pub next_due: Option<DateTime<Utc>>,
 }
 
 /// What a listing of events in a range starts from.
@@ -312,6 +361,8 @@ pub trait Meter: Send + Sync {
     /// `tool`: one of the assistant's tools, or `unknown`.
     fn tool_called(&self, tool: &'static str, ok: bool);
     fn searched(&self, leg: SearchLeg, elapsed: std::time::Duration);
+    /// A reminder fired `lateness` after its time (`late`: too late to be delivered).
+    fn reminder_fired(&self, late: bool, lateness: std::time::Duration);
 }
 
 /// Measures nothing (tests, tools that embed the domain).
@@ -321,4 +372,5 @@ impl Meter for NoMeter {
     fn turn_ended(&self, _: TurnOutcome) {}
     fn tool_called(&self, _: &'static str, _: bool) {}
     fn searched(&self, _: SearchLeg, _: std::time::Duration) {}
+    fn reminder_fired(&self, _: bool, _: std::time::Duration) {}
 }

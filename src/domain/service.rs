@@ -22,7 +22,7 @@ use super::memory::{Memory, MemoryQuery, NewMemory};
 use super::page::Page;
 use super::ports::{
     Clock, ConversationRepository, EventRepository, LexicalIndex, MemoryRepository, Outbox,
-    RangeQuery, RangeRows, TaskRepository, TurnReader, UserRepository,
+    RangeQuery, RangeRows, ReminderRepository, TaskRepository, TurnReader, UserRepository,
 };
 use super::recall::{Legs, RecallQuery, SearchHit};
 use super::task::{NewTask, PROJECT_MAX, Task, TaskPatch, TaskQuery};
@@ -85,6 +85,7 @@ pub struct Ports {
     pub events: Arc<dyn EventRepository>,
     pub memories: Arc<dyn MemoryRepository>,
     pub conversations: Arc<dyn ConversationRepository>,
+    pub reminders: Arc<dyn ReminderRepository>,
     pub lexical: Arc<dyn LexicalIndex>,
     pub turn_reads: Arc<dyn TurnReader>,
     pub outbox: Arc<dyn Outbox>,
@@ -140,6 +141,7 @@ pub struct Domain {
     pub(crate) settings: Settings,
     known_users: Arc<SignIns>,
     index_signal: Arc<Notify>,
+    reminder_signal: Arc<Notify>,
     pub(crate) turns: Arc<Turns>,
     pub(crate) sends: Arc<RateLimiter>,
 }
@@ -150,6 +152,7 @@ impl Domain {
             ports,
             known_users: Arc::new(SignIns::new(Duration::from_secs(300), 100_000)),
             index_signal: Arc::new(Notify::new()),
+            reminder_signal: Arc::new(Notify::new()),
             turns: Arc::new(Turns::default()),
             sends: Arc::new(RateLimiter::new(settings.chat_sends_per_hour)),
             settings,
@@ -163,6 +166,16 @@ impl Domain {
 
     pub(crate) fn signal_index(&self) {
         self.index_signal.notify_one();
+    }
+
+    /// Woken after every write that may have changed when the next reminder is due, so the
+    /// scheduler sleeps until the right time.
+    pub fn reminder_signal(&self) -> Arc<Notify> {
+        self.reminder_signal.clone()
+    }
+
+    pub(crate) fn signal_reminders(&self) {
+        self.reminder_signal.notify_one();
     }
 
     /// The turns queued and running in this process.
@@ -335,6 +348,7 @@ impl Domain {
             .await?
             .ok_or(DomainError::NotFound)?;
         self.signal_index();
+        self.signal_reminders();
         self.publish(user, Change::TaskUpdated(task.clone()));
         Ok(task)
     }
@@ -411,6 +425,7 @@ impl Domain {
             .await?
             .ok_or(DomainError::NotFound)?;
         self.signal_index();
+        self.signal_reminders();
         self.publish(user, Change::EventUpdated(event.clone()));
         Ok(event)
     }

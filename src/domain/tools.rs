@@ -19,6 +19,7 @@ use super::error::{DomainError, ErrorCode};
 use super::event::{Event, EventPatch, EventQuery, EventRange, NewEvent};
 use super::memory::{MemoryKind, NewMemory};
 use super::page::PageRequest;
+use super::reminder::{NewReminder, Reminder, ReminderPatch, ReminderQuery, ReminderStatus};
 use super::service::Domain;
 use super::task::{NewTask, Priority, Task, TaskFilter, TaskPatch, TaskQuery, TaskStatus};
 use super::values::UserId;
@@ -36,11 +37,13 @@ pub struct DomainTools {
     pub(crate) tz: Tz,
     /// The user message being answered: a search does not answer it with itself.
     pub(crate) message: Option<uuid::Uuid>,
+    /// Its conversation: a reminder set here is told here when it fires.
+    pub(crate) conversation: Option<uuid::Uuid>,
 }
 
 /// The assistant's tools, the contract's list (the AI half's schemas name the same, in this
 /// order); also the metric labels (a name a model makes up is `unknown`).
-pub const TOOL_NAMES: [&str; 11] = [
+pub const TOOL_NAMES: [&str; 15] = [
     "create_task",
     "update_task",
     "complete_task",
@@ -52,6 +55,10 @@ pub const TOOL_NAMES: [&str; 11] = [
     "list_events",
     "remember",
     "search_memory",
+    "create_reminder",
+    "list_reminders",
+    "cancel_reminder",
+    "snooze_reminder",
 ];
 
 #[async_trait]
@@ -85,6 +92,10 @@ impl DomainTools {
             "list_events" => self.list_events(args(arguments)?).await,
             "remember" => self.remember(args(arguments)?).await,
             "search_memory" => self.search_memory(args(arguments)?).await,
+            "create_reminder" => self.create_reminder(args(arguments)?).await,
+            "list_reminders" => self.list_reminders(args(arguments)?).await,
+            "cancel_reminder" => self.cancel_reminder(args(arguments)?).await,
+            "snooze_reminder" => self.snooze_reminder(args(arguments)?).await,
             other => {
                 return Err(ToolFailure::new(
                     ErrorCode::NotFound,
@@ -292,6 +303,44 @@ struct SearchMemory {
     query: String,
     kinds: Option<Vec<DocKind>>,
     limit: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateReminder {
+    text: Option<String>,
+    due_at: Option<String>,
+    task_id: Option<Uuid>,
+    event_id: Option<Uuid>,
+    /// The task or event by title, when the model has no id.
+    task: Option<String>,
+    event: Option<String>,
+    /// Without `due_at`: this long before the task is due or the event starts.
+    minutes_before: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListReminders {
+    status: Option<ReminderStatus>,
+    limit: Option<u32>,
+}
+
+/// Names a reminder: by id, by (part of) its text, or neither for the one that fired last.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReminderRef {
+    id: Option<Uuid>,
+    text: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SnoozeReminder {
+    id: Option<Uuid>,
+    text: Option<String>,
+    until: Option<String>,
+    minutes: Option<u32>,
 }
 
 fn page(limit: Option<u32>) -> Result<PageRequest, String> {
@@ -509,6 +558,176 @@ impl DomainTools {
             .collect();
         Ok(json!({ "count": results.len(), "results": results }))
     }
+}
+
+impl DomainTools {
+    async fn create_reminder(&self, a: CreateReminder) -> ToolResult {
+        let task = match (a.task_id, a.task.as_deref()) {
+            (Some(id), _) => Some(self.domain.get_task(&self.user, id).await?),
+            (None, Some(title)) => Some(
+                self.find_task(
+                    &ItemRef {
+                        id: None,
+                        title: Some(title.to_owned()),
+                    },
+                    true,
+                )
+                .await?,
+            ),
+            (None, None) => None,
+        };
+        let (mut task, mut event) = (task, None);
+        match (a.event_id, a.event.as_deref()) {
+            (Some(id), _) => event = Some(self.domain.get_event(&self.user, id).await?),
+            (None, Some(title)) => {
+                let named = ItemRef {
+                    id: None,
+                    title: Some(title.to_owned()),
+                };
+                match self.find_event(&named).await {
+                    Ok(found) => event = Some(found),
+                    // "remind me about the report an hour before": a task may be meant.
+                    Err(ToolError::Refused(ErrorCode::NotFound, message)) if task.is_none() => {
+                        match self.find_task(&named, true).await {
+                            Ok(found) => task = Some(found),
+                            Err(_) => return Err(ToolError::Refused(ErrorCode::NotFound, message)),
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            (None, None) => {}
+        }
+        let before = Duration::minutes(i64::from(a.minutes_before.unwrap_or(0).min(40_320)));
+        let now = Utc::now();
+        let due_at = match (time(a.due_at, "due_at", self.tz)?, &task, &event) {
+            (Some(due), _, _) => due,
+            (None, Some(task), _) => task
+                .due_at
+                .map(|due| due - before)
+                .ok_or_else(|| format!("the task {:?} has no due time: give due_at", task.title))?,
+            (None, None, Some(event)) => next_start(event, now)
+                .map(|start| start - before)
+                .ok_or_else(|| format!("the event {:?} has no start ahead", event.title))?,
+            (None, None, None) => {
+                return Err("say when: due_at, or a task or event to remind of"
+                    .to_owned()
+                    .into());
+            }
+        };
+        let text = a
+            .text
+            .filter(|t| !t.trim().is_empty())
+            .or_else(|| task.as_ref().map(|t| t.title.clone()))
+            .or_else(|| event.as_ref().map(|e| e.title.clone()))
+            .unwrap_or_default();
+        let new = NewReminder {
+            text,
+            due_at,
+            task_id: task.map(|t| t.id),
+            event_id: event.map(|e| e.id),
+            conversation_id: self.conversation,
+        };
+        let reminder = self.domain.create_reminder(&self.user, new).await?;
+        Ok(json!({ "reminder": reminder }))
+    }
+
+    async fn list_reminders(&self, a: ListReminders) -> ToolResult {
+        let query = ReminderQuery {
+            status: Some(a.status.unwrap_or(ReminderStatus::Scheduled)),
+            from: None,
+            to: None,
+            page: page(a.limit)?,
+        };
+        let reminders = self.domain.list_reminders(&self.user, query).await?.items;
+        Ok(json!({ "count": reminders.len(), "reminders": reminders }))
+    }
+
+    /// The reminder a call names: by id, by text among those still to fire (or fired and
+    /// not dismissed), or the one that fired last.
+    async fn find_reminder(
+        &self,
+        id: Option<Uuid>,
+        text: Option<&str>,
+    ) -> Result<Reminder, ToolError> {
+        if let Some(id) = id {
+            return Ok(self.domain.get_reminder(&self.user, id).await?);
+        }
+        let mut pool = Vec::new();
+        for status in [ReminderStatus::Scheduled, ReminderStatus::Fired] {
+            let query = ReminderQuery {
+                status: Some(status),
+                from: None,
+                to: None,
+                page: PageRequest::parse(Some(MATCH_POOL), None, MATCH_POOL)?,
+            };
+            pool.extend(self.domain.list_reminders(&self.user, query).await?.items);
+        }
+        match text.filter(|t| !t.trim().is_empty()) {
+            Some(text) => best_match(pool, |r| &r.text, text, "reminder"),
+            None => pool
+                .into_iter()
+                .filter(|r| r.status == ReminderStatus::Fired)
+                .max_by_key(|r| r.fired_at)
+                .ok_or_else(|| {
+                    "no reminder has fired to snooze; name one by id or text"
+                        .to_owned()
+                        .into()
+                }),
+        }
+    }
+
+    async fn cancel_reminder(&self, r: ReminderRef) -> ToolResult {
+        if r.id.is_none() && r.text.as_deref().is_none_or(|t| t.trim().is_empty()) {
+            return Err("name the reminder by id or text".to_owned().into());
+        }
+        let reminder = self.find_reminder(r.id, r.text.as_deref()).await?;
+        let status = if reminder.status == ReminderStatus::Scheduled {
+            ReminderStatus::Cancelled
+        } else {
+            ReminderStatus::Dismissed
+        };
+        let reminder = self
+            .domain
+            .update_reminder(&self.user, reminder.id, ReminderPatch::status(status), None)
+            .await?;
+        Ok(json!({ "reminder": reminder }))
+    }
+
+    async fn snooze_reminder(&self, a: SnoozeReminder) -> ToolResult {
+        let until = match (time(a.until, "until", self.tz)?, a.minutes) {
+            (Some(until), _) => until,
+            (None, Some(minutes)) if minutes > 0 => {
+                Utc::now() + Duration::minutes(i64::from(minutes.min(40_320)))
+            }
+            _ => {
+                return Err("say until when: until, or minutes from now"
+                    .to_owned()
+                    .into());
+            }
+        };
+        let reminder = self.find_reminder(a.id, a.text.as_deref()).await?;
+        let reminder = self
+            .domain
+            .update_reminder(&self.user, reminder.id, ReminderPatch::snooze(until), None)
+            .await?;
+        Ok(json!({ "reminder": reminder }))
+    }
+}
+
+/// When the event (or its next occurrence) starts, if it starts after `now`.
+fn next_start(event: &Event, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    if event.recurrence.is_none() {
+        return (event.start_at > now).then_some(event.start_at);
+    }
+    let mut budget = super::event::Budget::for_listing();
+    let to = now + Duration::days(super::event::MAX_RANGE_DAYS);
+    event
+        .occurrences(now, to, None, 2, &mut budget)
+        .ok()?
+        .into_iter()
+        .map(|o| o.start_at)
+        .find(|start| *start > now)
 }
 
 fn words(text: &str) -> Vec<String> {

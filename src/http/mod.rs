@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod openapi;
 pub mod playground;
+mod reminders;
 mod search;
 mod tasks;
 mod webhooks;
@@ -60,6 +61,7 @@ pub fn api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .configure(me::routes)
             .configure(tasks::routes)
             .configure(events::routes)
+            .configure(reminders::routes)
             .configure(memories::routes)
             .configure(conversations::routes)
             .configure(chat::routes)

@@ -19,7 +19,7 @@ use utoipa_actix_web::AppExt;
 use super::error::ErrorBody;
 use crate::domain::page::{CURSOR_PATTERN, MAX_LIMIT};
 use crate::domain::service::{SEARCH_LIMIT_MAX, SEARCH_QUERY_MAX};
-use crate::domain::{conversation, event, memory, task};
+use crate::domain::{conversation, event, memory, reminder, task};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -33,7 +33,8 @@ use crate::domain::{conversation, event, memory, task};
     components(schemas(ErrorBody)),
     modifiers(&Bearer),
     tags(
-        (name = "tasks"), (name = "events"), (name = "memories"), (name = "conversations"),
+        (name = "tasks"), (name = "events"), (name = "reminders"), (name = "memories"),
+        (name = "conversations"),
         (name = "chat"), (name = "search"), (name = "me"),
         (name = "operations", description = "Health, metrics, this document, webhooks")
     )
@@ -76,6 +77,8 @@ const LIMITS: &[(&str, &str, usize, usize)] = &[
     ("EventPatch", "description", 0, event::DESCRIPTION_MAX),
     ("EventPatch", "location", 0, event::LOCATION_MAX),
     ("EventPatch", "recurrence", 0, event::RECURRENCE_MAX),
+    ("ReminderCreate", "text", 1, reminder::TEXT_MAX),
+    ("ReminderPatch", "text", 1, reminder::TEXT_MAX),
     ("MemoryCreate", "content", 1, memory::CONTENT_MAX),
     ("ConversationCreate", "title", 0, conversation::TITLE_MAX),
     ("ChatRequest", "text", 1, conversation::MESSAGE_TEXT_MAX),

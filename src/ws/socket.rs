@@ -27,6 +27,7 @@ use super::packet::{self, EnginePacket, Packet, PacketError, PacketKind};
 use super::queue::{FrameQueue, Next, SessionEnd};
 use crate::auth::AuthError;
 use crate::domain::chat::{ChatEvent, ChatRequest, NoListener, TurnState};
+use crate::domain::reminder::{ReminderPatch, ReminderStatus};
 use crate::domain::{DomainError, ErrorCode, FieldErrors, Problem, UserId};
 
 const WEBSOCKET_ONLY: &str = "this server offers the WebSocket transport only: connect with \
@@ -460,10 +461,17 @@ impl Connection {
                     return Flow::Continue;
                 };
                 // Like a request: an id, and everything the event does runs inside.
-                let event = ["chat:send", "chat:cancel", "chat:resume", "auth:refresh"]
-                    .into_iter()
-                    .find(|known| *known == name)
-                    .unwrap_or("unknown");
+                let event = [
+                    "chat:send",
+                    "chat:cancel",
+                    "chat:resume",
+                    "auth:refresh",
+                    "reminder:dismiss",
+                    "reminder:snooze",
+                ]
+                .into_iter()
+                .find(|known| *known == name)
+                .unwrap_or("unknown");
                 let span = tracing::info_span!(
                     "socket_event",
                     request_id = %uuid::Uuid::new_v4().simple(),
@@ -540,15 +548,44 @@ impl Connection {
                 }
                 Err(e) => Some(e),
             },
+            "reminder:dismiss" => Some(match parse::<DismissPayload>(payload) {
+                Ok(p) => {
+                    let patch = ReminderPatch::status(ReminderStatus::Dismissed);
+                    self.update_reminder(member, p.id, patch).await
+                }
+                Err(e) => e,
+            }),
+            "reminder:snooze" => Some(match parse::<SnoozePayload>(payload) {
+                Ok(p) => {
+                    self.update_reminder(member, p.id, ReminderPatch::snooze(p.until))
+                        .await
+                }
+                Err(e) => e,
+            }),
             other => {
                 tracing::debug!(socket = %self.sid, event = other, "unknown event");
                 Some(failure(
                     ErrorCode::UnknownEvent,
                     &format!(
-                        "unknown event {other:?}; see the API for chat:send, chat:cancel, chat:resume and auth:refresh"
+                        "unknown event {other:?}; see the API for chat:send, chat:cancel, \
+                         chat:resume, auth:refresh, reminder:dismiss and reminder:snooze"
                     ),
                 ))
             }
+        }
+    }
+
+    /// `reminder:dismiss` / `reminder:snooze`: the user's other devices hear of it as
+    /// `reminder:updated`; this one has the reminder in its ack.
+    async fn update_reminder(&self, member: &Member, id: Uuid, patch: ReminderPatch) -> Value {
+        match self
+            .realtime
+            .domain
+            .update_reminder(&member.user, id, patch, Some(self.sid.clone()))
+            .await
+        {
+            Ok(reminder) => json!({ "ok": true, "reminder": reminder }),
+            Err(e) => domain_failure(&e),
         }
     }
 
@@ -635,6 +672,19 @@ struct SendPayload {
     conversation_id: Option<Uuid>,
     client_message_id: String,
     text: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DismissPayload {
+    id: Uuid,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SnoozePayload {
+    id: Uuid,
+    until: DateTime<Utc>,
 }
 
 #[derive(Deserialize)]

@@ -42,6 +42,14 @@ enum Act {
     /// A statement with a date ("I have a meeting tomorrow at 3"): an event when timed or
     /// eventful, else a task.
     Plan,
+    /// "remind me to X at 5pm": a reminder when a time is given, else a task.
+    Remind,
+    /// "remind me about the dentist 30 minutes before": a reminder ahead of an event or task.
+    RemindBefore,
+    /// "snooze that for 10 minutes", "snooze the laundry reminder until 6".
+    Snooze,
+    ListReminders,
+    CancelReminder,
 }
 
 enum Rule {
@@ -58,7 +66,24 @@ use Rule::{Ask, Pat};
 /// words ("remember that her birthday is 3 May"); listings come before completing because
 /// "completed tasks" is a listing.
 const RULES: &[Rule] = &[
-    Pat("remember|remind_me to *", AddTask),
+    Pat(
+        "what|which|show|list|see|view|any my|the|all? reminders do|have|are? i|there? have|got|set?",
+        ListReminders,
+    ),
+    Pat("my|all? reminders", ListReminders),
+    Pat(
+        "cancel|delete|remove|drop|stop|clear the|my? reminder|reminders about|for|to|of *",
+        CancelReminder,
+    ),
+    Pat(
+        "cancel|delete|remove|drop|stop|clear the|my? * reminder",
+        CancelReminder,
+    ),
+    Pat("snooze|postpone that|it|this|the_reminder?", Snooze),
+    Pat("snooze the? * reminder?", Snooze),
+    Pat("remind_me about|of * before|beforehand|ahead", RemindBefore),
+    Pat("remind_me to *", Remind),
+    Pat("remember to *", AddTask),
     Pat("do you remember|recall *", Search),
     Pat("what do|did you know|remember about *", Search),
     Pat("what did i tell|say to? you? about *", Search),
@@ -163,7 +188,7 @@ const RULES: &[Rule] = &[
         "add|put|write|jot * on|to|in|into my|the? list|todo_list|to_do_list|todos|tasks|task_list|todolist|todo",
         AddTask,
     ),
-    Pat("remind me that|about|of? *", AddTask),
+    Pat("remind me that|about|of? *", Remind),
     Pat("todo|to_do|task|reminder|new_task *", AddTask),
     Pat("i|we need_to|have_to|must|should|gotta|got_to *", AddTask),
     Pat("i've|ive|we've got_to *", AddTask),
@@ -541,6 +566,49 @@ impl<'a> Message<'a> {
                 )),
                 (title, Some(due)) => call("update_task", json!({ "title": title, "due_at": due })),
             },
+            ListReminders => call("list_reminders", json!({})),
+            CancelReminder => match name() {
+                text if text.is_empty() => {
+                    Outcome::Say("Which reminder? Say what it is about.".into())
+                }
+                text => call("cancel_reminder", json!({ "text": text })),
+            },
+            Snooze => {
+                let mut args = Map::new();
+                match (self.when.minutes, self.due_at(now)) {
+                    (Some(minutes), _) => {
+                        args.insert("minutes".into(), minutes.into());
+                    }
+                    (None, Some(until)) => {
+                        args.insert("until".into(), until.into());
+                    }
+                    (None, None) => {
+                        return Outcome::Say(
+                            "Until when? For example: “snooze that for 10 minutes”.".into(),
+                        );
+                    }
+                }
+                let text = name();
+                if !text.is_empty() {
+                    args.insert("text".into(), text.into());
+                }
+                call("snooze_reminder", Value::Object(args))
+            }
+            RemindBefore => self.remind_before(tokens),
+            Remind => {
+                let title = capitalise(&tidy(&self.text(tokens, Keep::Title)));
+                match (title.is_empty(), self.due_at(now)) {
+                    (true, _) => Outcome::Say(
+                        "What should I remind you of? For example: “remind me to call mom at 5pm”."
+                            .into(),
+                    ),
+                    (false, Some(due)) => {
+                        call("create_reminder", json!({ "text": title, "due_at": due }))
+                    }
+                    // No time: a task to do, as "remember to" makes.
+                    (false, None) => call("create_task", self.create_task_args(title, now)),
+                }
+            }
             Plan if self.when.is_empty() => Outcome::Say(unknown()),
             AddTask | AddEvent | Add | Plan => {
                 let title = capitalise(&tidy(&self.text(tokens, Keep::Title)));
@@ -565,6 +633,32 @@ impl<'a> Message<'a> {
                     (false, false) => call("create_task", self.create_task_args(title, now)),
                 }
             }
+        }
+    }
+
+    /// "remind me about the dentist 30 minutes before": the item named and how long before it
+    /// (the slot's last words, "30 minutes", "an hour"; none: at its time).
+    fn remind_before(&self, tokens: Range<usize>) -> Outcome {
+        let shown: Vec<usize> = tokens
+            .filter(|&i| !self.dated[i] && !self.norm[i].is_empty())
+            .collect();
+        let (minutes, named) = match shown.as_slice() {
+            [rest @ .., n, u] => match when::amount_minutes(&self.norm[*n], &self.norm[*u]) {
+                Some(minutes) => (minutes, rest),
+                None => (0, shown.as_slice()),
+            },
+            _ => (0, shown.as_slice()),
+        };
+        let name: Vec<&str> = named.iter().map(|&i| self.raw[i]).collect();
+        match match_title(&name.join(" ")) {
+            title if title.is_empty() => Outcome::Say(
+                "Remind you before what? For example: “remind me about the dentist 30 minutes before”."
+                    .into(),
+            ),
+            title => Outcome::Calls(vec![(
+                "create_reminder",
+                json!({ "event": title, "minutes_before": minutes }),
+            )]),
         }
     }
 
@@ -923,28 +1017,42 @@ mod tests {
         }
     }
 
+    /// Reminders set, snoozed, listed and cancelled.
+    const REMINDERS: &str = r#"
+remind me to call mom next Friday 5pm => create_reminder {"text": "Call mom", "due_at": "2026-11-27T17:00:00Z"}
+Can you please remind me to call mom tomorrow at 5pm? Thanks => create_reminder {"text": "Call mom", "due_at": "2026-11-27T17:00:00Z"}
+remind me to renew passport on Friday at 3pm => create_reminder {"text": "Renew passport", "due_at": "2026-11-27T15:00:00Z"}
+remind me to stretch Monday 9am => create_reminder {"text": "Stretch", "due_at": "2026-11-30T09:00:00Z"}
+remind me to pay rent on May 3 => create_reminder {"text": "Pay rent", "due_at": "2027-05-03T09:00:00Z"}
+remind me to pay rent 3 May => create_reminder {"text": "Pay rent", "due_at": "2027-05-03T09:00:00Z"}
+remind me to call mom 5pm tomorrow => create_reminder {"text": "Call mom", "due_at": "2026-11-27T17:00:00Z"}
+remind me to water plants tonight at 9 => create_reminder {"text": "Water plants", "due_at": "2026-11-26T21:00:00Z"}
+remind me in 30 minutes to take the pizza out => create_reminder {"text": "Take the pizza out", "due_at": "2026-11-26T10:30:00Z"}
+remind me to call the bank today => create_reminder {"text": "Call the bank", "due_at": "2026-11-26T23:59:00Z"}
+remind me to call the dentist on sun => create_reminder {"text": "Call the dentist", "due_at": "2026-11-29T09:00:00Z"}
+remind me about the dentist 30 minutes before => create_reminder {"event": "dentist", "minutes_before": 30}
+remind me of the standup an hour before => create_reminder {"event": "standup", "minutes_before": 60}
+snooze that for 10 minutes => snooze_reminder {"minutes": 10}
+snooze it until 5pm => snooze_reminder {"until": "2026-11-26T17:00:00Z"}
+snooze the laundry reminder for 20 minutes => snooze_reminder {"minutes": 20, "text": "laundry"}
+what reminders do I have => list_reminders {}
+what reminders do I have? => list_reminders {}
+show my reminders => list_reminders {}
+cancel the reminder about the dentist => cancel_reminder {"text": "dentist"}
+cancel my dentist reminder => cancel_reminder {"text": "dentist"}
+"#;
+
     /// Tasks added, dates stripped from their titles.
     const TASKS: &str = r#"
 add a task to buy milk tomorrow => create_task {"title": "Buy milk", "due_at": "2026-11-27T09:00:00Z"}
-remind me to call mom next Friday 5pm => create_task {"title": "Call mom", "due_at": "2026-11-27T17:00:00Z"}
 todo: file taxes in 3 days => create_task {"title": "File taxes", "due_at": "2026-11-29T09:00:00Z"}
 add buy milk to my list => create_task {"title": "Buy milk"}
-Can you please remind me to call mom tomorrow at 5pm? Thanks => create_task {"title": "Call mom", "due_at": "2026-11-27T17:00:00Z"}
-remind me to renew passport on Friday at 3pm => create_task {"title": "Renew passport", "due_at": "2026-11-27T15:00:00Z"}
-remind me to stretch Monday 9am => create_task {"title": "Stretch", "due_at": "2026-11-30T09:00:00Z"}
-remind me to pay rent on May 3 => create_task {"title": "Pay rent", "due_at": "2027-05-03T09:00:00Z"}
-remind me to pay rent 3 May => create_task {"title": "Pay rent", "due_at": "2027-05-03T09:00:00Z"}
 finish the report by Friday => create_task {"title": "Finish the report", "due_at": "2026-11-27T09:00:00Z"}
 # The "5pm tomorrow" trap: interim alone reads it as today 17:00.
-remind me to call mom 5pm tomorrow => create_task {"title": "Call mom", "due_at": "2026-11-27T17:00:00Z"}
 call mom tonight => create_task {"title": "Call mom", "due_at": "2026-11-26T20:00:00Z"}
-remind me to water plants tonight at 9 => create_task {"title": "Water plants", "due_at": "2026-11-26T21:00:00Z"}
-remind me in 30 minutes to take the pizza out => create_task {"title": "Take the pizza out", "due_at": "2026-11-26T10:30:00Z"}
 # 09:00 has passed today: due at the end of the day instead.
-remind me to call the bank today => create_task {"title": "Call the bank", "due_at": "2026-11-26T23:59:00Z"}
 I need to renew my passport next month => create_task {"title": "Renew my passport", "due_at": "2026-12-01T09:00:00Z"}
 todo: buy eggs, bread and milk tomorrow => create_task {"title": "Buy eggs, bread and milk", "due_at": "2026-11-27T09:00:00Z"}
-remind me to call the dentist on sun => create_task {"title": "Call the dentist", "due_at": "2026-11-29T09:00:00Z"}
 "#;
 
     /// Priority and project words leave the title.
@@ -1044,7 +1152,7 @@ remember to buy milk => create_task {"title": "Buy milk"}
 
     /// Berlin, 11:00: times carry the zone's offset.
     const BERLIN: &str = r#"
-remind me to call mom next Friday 5pm => create_task {"title": "Call mom", "due_at": "2026-11-27T17:00:00+01:00"}
+remind me to call mom next Friday 5pm => create_reminder {"text": "Call mom", "due_at": "2026-11-27T17:00:00+01:00"}
 meeting with Sam on Friday at 3pm for 1 hour => create_event {"title": "Meeting with Sam", "start_at": "2026-11-27T15:00:00+01:00", "end_at": "2026-11-27T16:00:00+01:00"}
 what's on my calendar tomorrow => list_events {"from": "2026-11-27T00:00:00+01:00", "to": "2026-11-28T00:00:00+01:00"}
 events this week => list_events {"from": "2026-11-26T11:00:00+01:00", "to": "2026-12-03T11:00:00+01:00"}
@@ -1055,7 +1163,7 @@ party on March 30th at 8pm => create_event {"title": "Party", "start_at": "2027-
     /// New York, 05:00: today's 09:00 is still ahead, and "today" is the local day.
     const NEW_YORK: &str = r#"
 buy milk today => create_task {"title": "Buy milk", "due_at": "2026-11-26T09:00:00-05:00"}
-remind me to call mom tonight => create_task {"title": "Call mom", "due_at": "2026-11-26T20:00:00-05:00"}
+remind me to call mom tonight => create_reminder {"text": "Call mom", "due_at": "2026-11-26T20:00:00-05:00"}
 gym at 6am => create_event {"title": "Gym", "start_at": "2026-11-26T06:00:00-05:00", "end_at": "2026-11-26T07:00:00-05:00"}
 team standup every Monday at 9am => create_event {"title": "Team standup", "start_at": "2026-11-30T09:00:00-05:00", "end_at": "2026-11-30T10:00:00-05:00", "recurrence": "FREQ=WEEKLY;BYDAY=MO"}
 what's on my calendar today => list_events {"from": "2026-11-26T00:00:00-05:00", "to": "2026-11-27T00:00:00-05:00"}
@@ -1101,6 +1209,11 @@ what's on my calendar today => list_events {"from": "2026-11-26T00:00:00-05:00",
     #[test]
     fn tasks_are_added_with_dates_stripped_from_titles() {
         check(UTC, TASKS);
+    }
+
+    #[test]
+    fn reminders_are_set_snoozed_listed_and_cancelled() {
+        check(UTC, REMINDERS);
     }
 
     #[test]
@@ -1154,7 +1267,7 @@ what's on my calendar today => list_events {"from": "2026-11-26T00:00:00-05:00",
         }
         // Too little to act on: a question back, no tool call.
         assert!(say("add a task").starts_with("What is the task?"));
-        assert!(say("remind me to").starts_with("What is the task?"));
+        assert!(say("remind me to").starts_with("What should I remind you of?"));
         assert!(say("mark as done").starts_with("Which one?"));
         assert!(say("move it to monday").starts_with("Which task"));
     }

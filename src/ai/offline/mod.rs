@@ -302,11 +302,11 @@ mod tests {
         let calls = calls_of(&events);
         assert_eq!(calls.len(), 1);
         assert_eq!(calls[0].id, "call_1_1");
-        assert_eq!(calls[0].name, "create_task");
+        assert_eq!(calls[0].name, "create_reminder");
         let args: Value = serde_json::from_str(&calls[0].arguments).unwrap();
         assert_eq!(
             args,
-            json!({"title": "Call mom", "due_at": "2026-11-27T17:00:00+01:00"})
+            json!({"text": "Call mom", "due_at": "2026-11-27T17:00:00+01:00"})
         );
     }
 

@@ -107,6 +107,17 @@ fn success(tool: &str, args: &Value, content: &Value, now: &Now) -> String {
         "list_events" => events(args, content, now),
         "delete_event" => format!("Deleted “{title}” from your calendar."),
         "remember" => "I'll remember that.".into(),
+        "create_reminder" | "snooze_reminder" | "cancel_reminder" => {
+            let what = text(item, &["text"]).unwrap_or("it");
+            let due = time(item, &["dueAt"], now).map(|at| moment(at, now));
+            match (tool, due) {
+                ("cancel_reminder", _) => format!("Cancelled the reminder “{what}”."),
+                ("snooze_reminder", Some(due)) => format!("Snoozed “{what}” until {due}."),
+                (_, Some(due)) => format!("I'll remind you: “{what}”, {due}."),
+                _ => format!("I'll remind you: “{what}”."),
+            }
+        }
+        "list_reminders" => reminders(content, now),
         _ => "Done.".into(),
     }
 }
@@ -196,6 +207,10 @@ fn failure(tool: &str, args: &Value, content: &Value) -> String {
         "list_events" => "read your calendar".into(),
         "remember" => "save that".into(),
         "search_memory" => "search your notes".into(),
+        "create_reminder" => "set that reminder".into(),
+        "list_reminders" => "list your reminders".into(),
+        "cancel_reminder" => "cancel that reminder".into(),
+        "snooze_reminder" => "snooze that reminder".into(),
         _ => "do that".into(),
     };
     let message = match content {
@@ -252,6 +267,34 @@ fn tasks(args: &Value, content: &Value, now: &Now) -> String {
     };
     bullets(
         &format!("You have {} {count}{due}:", list.len()),
+        &lines,
+        list.len(),
+    )
+}
+
+fn reminders(content: &Value, now: &Now) -> String {
+    let list = items(content);
+    if list.is_empty() {
+        return "You have no reminders set.".into();
+    }
+    let lines: Vec<String> = list
+        .iter()
+        .take(SHOWN)
+        .map(|r| {
+            let what = text(r, &["text"]).unwrap_or("(reminder)");
+            match time(r, &["dueAt"], now) {
+                Some(at) => format!("{what} ({})", moment(at, now)),
+                None => what.to_string(),
+            }
+        })
+        .collect();
+    let noun = if list.len() == 1 {
+        "reminder"
+    } else {
+        "reminders"
+    };
+    bullets(
+        &format!("You have {} {noun}:", list.len()),
         &lines,
         list.len(),
     )
@@ -425,7 +468,7 @@ fn moment(at: NaiveDateTime, now: &Now) -> String {
 
 /// The entity a result is about: the result itself, or the object under `task`, `event`, ….
 fn subject(content: &Value) -> &Value {
-    ["task", "event", "memory", "deleted", "item"]
+    ["task", "event", "reminder", "memory", "deleted", "item"]
         .iter()
         .find_map(|k| content.get(k).filter(|v| v.is_object()))
         .unwrap_or(content)
@@ -435,10 +478,18 @@ fn subject(content: &Value) -> &Value {
 fn items(content: &Value) -> &[Value] {
     match content {
         Value::Array(list) => list,
-        _ => ["items", "tasks", "events", "memories", "results", "matches"]
-            .iter()
-            .find_map(|k| content.get(k)?.as_array())
-            .map_or(&[], Vec::as_slice),
+        _ => [
+            "items",
+            "tasks",
+            "events",
+            "reminders",
+            "memories",
+            "results",
+            "matches",
+        ]
+        .iter()
+        .find_map(|k| content.get(k)?.as_array())
+        .map_or(&[], Vec::as_slice),
     }
 }
 

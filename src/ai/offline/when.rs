@@ -589,6 +589,19 @@ fn count(word: &str) -> Option<u32> {
     }
 }
 
+/// "30 minutes", "an hour", "2 days" as minutes (a reminder's "… before").
+pub fn amount_minutes(number: &str, unit_word: &str) -> Option<i64> {
+    let n = i64::from(count(number)?);
+    let per = match unit(unit_word)? {
+        Unit::Minute => 1,
+        Unit::Hour => 60,
+        Unit::Day => 24 * 60,
+        Unit::Week => 7 * 24 * 60,
+        Unit::Month | Unit::Year => return None,
+    };
+    Some(n * per).filter(|m| *m <= 40_320)
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum Unit {
     Minute,

@@ -1,0 +1,2 @@
+ALTER TABLE events DROP COLUMN alerts;
+DROP TABLE reminders;

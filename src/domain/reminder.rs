@@ -1,0 +1,432 @@
+//! Reminders: the assistant speaks first. A reminder stands alone, or belongs to a task, or to
+//! an occurrence of an event (an alert). The scheduler fires it at `dueAt`, once.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::conversation::{Message, Role};
+use super::error::{DomainError, DomainResult, FieldErrors};
+use super::page::{Cursor, PageRequest};
+use super::task::{Task, TaskStatus};
+use super::values::required_text;
+
+pub const TEXT_MAX: usize = 500;
+/// Reminders still to fire that one user may hold.
+pub const MAX_SCHEDULED_PER_USER: i64 = 1_000;
+/// How far ahead a reminder may be set.
+pub const MAX_AHEAD_DAYS: i64 = 3_660;
+/// A reminder set this little in the past (a client's clock running late) fires at once; one
+/// set earlier is refused.
+pub const PAST_GRACE_SECS: i64 = 60;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReminderStatus {
+    Scheduled,
+    Fired,
+    Dismissed,
+    Cancelled,
+}
+
+impl ReminderStatus {
+    pub const ALL: [ReminderStatus; 4] = [
+        Self::Scheduled,
+        Self::Fired,
+        Self::Dismissed,
+        Self::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Scheduled => "scheduled",
+            Self::Fired => "fired",
+            Self::Dismissed => "dismissed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Reminder {
+    pub id: Uuid,
+    pub text: String,
+    pub due_at: DateTime<Utc>,
+    pub task_id: Option<Uuid>,
+    pub event_id: Option<Uuid>,
+    /// Which occurrence of the event (its start) the reminder is for.
+    pub occurrence_at: Option<DateTime<Utc>>,
+    /// On an event's alert: this many minutes before the occurrence starts.
+    pub alert_minutes: Option<u32>,
+    /// The conversation the reminder was asked for in; it is told there when it fires.
+    pub conversation_id: Option<Uuid>,
+    pub status: ReminderStatus,
+    pub fired_at: Option<DateTime<Utc>>,
+    /// It was found too long after its time (the server was not running): marked fired
+    /// without being delivered.
+    pub fired_late: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Reminder {
+    /// Position in the listing by due time.
+    pub fn cursor(&self) -> Cursor {
+        Cursor {
+            at: self.due_at,
+            id: self.id,
+        }
+    }
+
+    /// What the assistant says in the reminder's conversation when it fires (or when it was
+    /// missed), the time in the user's zone.
+    pub fn announcement(&self, late: bool, timezone: chrono_tz::Tz) -> String {
+        if late {
+            let due = self.due_at.with_timezone(&timezone);
+            format!(
+                "⏰ I missed reminding you at {}: {}",
+                due.format("%a %-d %b %H:%M"),
+                self.text
+            )
+        } else {
+            format!("⏰ Reminder: {}", self.text)
+        }
+    }
+
+    /// The assistant message that tells the reminder's conversation it fired.
+    pub fn message(
+        &self,
+        late: bool,
+        timezone: chrono_tz::Tz,
+        now: DateTime<Utc>,
+    ) -> Option<Message> {
+        Some(Message {
+            id: Uuid::now_v7(),
+            conversation_id: self.conversation_id?,
+            role: Role::Assistant,
+            content: self.announcement(late, timezone),
+            tool_calls: Vec::new(),
+            client_message_id: None,
+            created_at: now,
+            reply_to: None,
+        })
+    }
+}
+
+fn check_due(errors: &mut FieldErrors, field: &str, due_at: DateTime<Utc>, now: DateTime<Utc>) {
+    if due_at < now - Duration::seconds(PAST_GRACE_SECS) {
+        errors.add(field, "must not be in the past");
+    } else if due_at > now + Duration::days(MAX_AHEAD_DAYS) {
+        errors.add(
+            field,
+            format!("must be within {MAX_AHEAD_DAYS} days from now"),
+        );
+    }
+}
+
+/// A reminder as a client or a tool asks to create it (not yet validated).
+#[derive(Debug, Clone)]
+pub struct NewReminder {
+    pub text: String,
+    pub due_at: DateTime<Utc>,
+    pub task_id: Option<Uuid>,
+    pub event_id: Option<Uuid>,
+    pub conversation_id: Option<Uuid>,
+}
+
+impl NewReminder {
+    pub(crate) fn validate(self, id: Uuid, now: DateTime<Utc>) -> DomainResult<Reminder> {
+        let mut errors = FieldErrors::new();
+        let text = errors.check("text", required_text(&self.text, TEXT_MAX));
+        check_due(&mut errors, "dueAt", self.due_at, now);
+        if self.task_id.is_some() && self.event_id.is_some() {
+            errors.add(
+                "eventId",
+                "a reminder belongs to a task or to an event, not both",
+            );
+        }
+        errors.into_result()?;
+        Ok(Reminder {
+            id,
+            text: text.unwrap_or_default(),
+            due_at: self.due_at,
+            task_id: self.task_id,
+            event_id: self.event_id,
+            occurrence_at: None,
+            alert_minutes: None,
+            conversation_id: self.conversation_id,
+            status: ReminderStatus::Scheduled,
+            fired_at: None,
+            fired_late: false,
+            created_at: now,
+            updated_at: now,
+        })
+    }
+}
+
+/// A change a client asks for: snooze (`due_at`), dismiss or cancel (`status`), or new text.
+#[derive(Debug, Clone, Default)]
+pub struct ReminderPatch {
+    pub text: Option<String>,
+    pub due_at: Option<DateTime<Utc>>,
+    pub status: Option<ReminderStatus>,
+}
+
+impl ReminderPatch {
+    pub fn snooze(until: DateTime<Utc>) -> Self {
+        Self {
+            due_at: Some(until),
+            ..Self::default()
+        }
+    }
+
+    pub fn status(status: ReminderStatus) -> Self {
+        Self {
+            status: Some(status),
+            ..Self::default()
+        }
+    }
+
+    pub(crate) fn apply(
+        self,
+        mut reminder: Reminder,
+        now: DateTime<Utc>,
+    ) -> DomainResult<Reminder> {
+        use ReminderStatus::*;
+        let mut errors = FieldErrors::new();
+        if let Some(text) = &self.text
+            && let Some(text) = errors.check("text", required_text(text, TEXT_MAX))
+        {
+            reminder.text = text;
+        }
+        match (self.due_at, self.status) {
+            (Some(_), Some(_)) => errors.add(
+                "status",
+                "snooze (dueAt) or change the status, not both at once",
+            ),
+            (Some(until), None) => {
+                if until <= now {
+                    errors.add("dueAt", "must be in the future to snooze");
+                } else {
+                    check_due(&mut errors, "dueAt", until, now);
+                }
+            }
+            (None, Some(Scheduled | Fired)) => errors.add(
+                "status",
+                "only \"dismissed\" or \"cancelled\" can be set; snooze with dueAt",
+            ),
+            _ => {}
+        }
+        errors.into_result()?;
+        let conflict = |what: &str| {
+            Err(DomainError::Conflict(format!(
+                "the reminder is {}: it cannot be {what}",
+                reminder.status.as_str()
+            )))
+        };
+        match (self.due_at, self.status) {
+            (Some(until), _) => {
+                if matches!(reminder.status, Dismissed | Cancelled) {
+                    return conflict("snoozed; create a new one");
+                }
+                reminder.due_at = until;
+                reminder.status = Scheduled;
+                reminder.fired_late = false;
+                // Snoozed, an event's alert becomes the user's own reminder of that occurrence:
+                // changes to the event's alerts no longer replace it.
+                reminder.alert_minutes = None;
+            }
+            (None, Some(Dismissed)) => match reminder.status {
+                Scheduled | Fired => reminder.status = Dismissed,
+                Dismissed => {}
+                Cancelled => return conflict("dismissed"),
+            },
+            (None, Some(Cancelled)) => match reminder.status {
+                Scheduled => reminder.status = Cancelled,
+                Cancelled => {}
+                Fired | Dismissed => return conflict("cancelled; dismiss it instead"),
+            },
+            _ => {}
+        }
+        reminder.updated_at = now;
+        Ok(reminder)
+    }
+}
+
+/// Filters of the reminder listing (by due time).
+#[derive(Debug, Clone)]
+pub struct ReminderQuery {
+    pub status: Option<ReminderStatus>,
+    /// Due at or after.
+    pub from: Option<DateTime<Utc>>,
+    /// Due before.
+    pub to: Option<DateTime<Utc>>,
+    pub page: PageRequest,
+}
+
+/// What a change to a task does to its reminders still to fire.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskCascade {
+    /// The task was completed or cancelled: its reminders go.
+    pub cancel: bool,
+    /// The task's due time moved: its reminders move with it.
+    pub shift: Option<Duration>,
+    /// The task was renamed: reminders that carried its old title carry the new one.
+    pub retitle: Option<(String, String)>,
+}
+
+impl TaskCascade {
+    pub fn of(before: &Task, after: &Task) -> Self {
+        let open = |s: TaskStatus| matches!(s, TaskStatus::Pending | TaskStatus::InProgress);
+        if open(before.status) && !open(after.status) {
+            return Self {
+                cancel: true,
+                ..Self::default()
+            };
+        }
+        Self {
+            cancel: false,
+            shift: match (before.due_at, after.due_at) {
+                (Some(a), Some(b)) if a != b => Some(b - a),
+                _ => None,
+            },
+            retitle: (before.title != after.title)
+                .then(|| (before.title.clone(), after.title.clone())),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+    }
+
+    fn reminder() -> Reminder {
+        NewReminder {
+            text: " call mom ".into(),
+            due_at: now() + Duration::hours(1),
+            task_id: None,
+            event_id: None,
+            conversation_id: None,
+        }
+        .validate(Uuid::now_v7(), now())
+        .unwrap()
+    }
+
+    #[test]
+    fn new_reminder_is_trimmed_and_scheduled() {
+        let r = reminder();
+        assert_eq!(r.text, "call mom");
+        assert_eq!(r.status, ReminderStatus::Scheduled);
+    }
+
+    #[test]
+    fn past_far_future_and_double_links_are_refused() {
+        let bad = NewReminder {
+            text: "".into(),
+            due_at: now() - Duration::minutes(5),
+            task_id: Some(Uuid::now_v7()),
+            event_id: Some(Uuid::now_v7()),
+            conversation_id: None,
+        }
+        .validate(Uuid::now_v7(), now())
+        .unwrap_err();
+        let DomainError::Validation(fields) = bad else {
+            panic!("expected a validation error");
+        };
+        for field in ["text", "dueAt", "eventId"] {
+            assert!(fields.get(field).is_some(), "{field}");
+        }
+        let far = NewReminder {
+            text: "x".into(),
+            due_at: now() + Duration::days(MAX_AHEAD_DAYS + 1),
+            task_id: None,
+            event_id: None,
+            conversation_id: None,
+        }
+        .validate(Uuid::now_v7(), now());
+        assert!(far.is_err());
+        // A client clock a few seconds late is fine.
+        let skewed = NewReminder {
+            text: "x".into(),
+            due_at: now() - Duration::seconds(5),
+            task_id: None,
+            event_id: None,
+            conversation_id: None,
+        }
+        .validate(Uuid::now_v7(), now());
+        assert!(skewed.is_ok());
+    }
+
+    #[test]
+    fn snooze_reschedules_a_fired_reminder() {
+        let mut r = reminder();
+        r.status = ReminderStatus::Fired;
+        r.alert_minutes = Some(10);
+        let later = now() + Duration::minutes(10);
+        let r = ReminderPatch::snooze(later).apply(r, now()).unwrap();
+        assert_eq!(r.status, ReminderStatus::Scheduled);
+        assert_eq!(r.due_at, later);
+        assert_eq!(r.alert_minutes, None);
+        assert!(ReminderPatch::snooze(now()).apply(r, now()).is_err());
+    }
+
+    #[test]
+    fn dismissed_cannot_be_snoozed_and_fired_cannot_be_cancelled() {
+        let r = ReminderPatch::status(ReminderStatus::Dismissed)
+            .apply(reminder(), now())
+            .unwrap();
+        assert_eq!(r.status, ReminderStatus::Dismissed);
+        let err = ReminderPatch::snooze(now() + Duration::hours(1))
+            .apply(r.clone(), now())
+            .unwrap_err();
+        assert!(matches!(err, DomainError::Conflict(_)));
+        let mut fired = reminder();
+        fired.status = ReminderStatus::Fired;
+        let err = ReminderPatch::status(ReminderStatus::Cancelled)
+            .apply(fired, now())
+            .unwrap_err();
+        assert!(matches!(err, DomainError::Conflict(_)));
+        let err = ReminderPatch::status(ReminderStatus::Fired)
+            .apply(reminder(), now())
+            .unwrap_err();
+        assert!(matches!(err, DomainError::Validation(_)));
+    }
+
+    #[test]
+    fn a_task_cascade_follows_the_change() {
+        let task = crate::domain::task::NewTask {
+            title: "Call mom".into(),
+            due_at: Some(now()),
+            ..Default::default()
+        }
+        .validate(Uuid::now_v7(), now())
+        .unwrap();
+        let mut moved = task.clone();
+        moved.due_at = Some(now() + Duration::hours(2));
+        moved.title = "Call mum".into();
+        let cascade = TaskCascade::of(&task, &moved);
+        assert_eq!(cascade.shift, Some(Duration::hours(2)));
+        assert_eq!(
+            cascade.retitle,
+            Some(("Call mom".to_owned(), "Call mum".to_owned()))
+        );
+        let mut done = moved.clone();
+        done.status = TaskStatus::Completed;
+        assert!(TaskCascade::of(&moved, &done).cancel);
+        assert!(TaskCascade::of(&done, &done).is_empty());
+        assert!(TaskCascade::of(&task, &task).is_empty());
+    }
+}

@@ -1,0 +1,687 @@
+//! Reminders through the public interfaces: REST, the sockets that hear them fire, and what
+//! task and event edits do to them; the scheduler with several instances and after downtime.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+use crate::sio::Client;
+
+fn at(offset: chrono::Duration) -> String {
+    iso(Utc::now() + offset)
+}
+
+/// To the millisecond, as clients send times.
+fn iso(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn time(value: &Value) -> DateTime<Utc> {
+    value
+        .as_str()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .unwrap_or_else(|| panic!("not a time: {value}"))
+        .with_timezone(&Utc)
+}
+
+async fn create(app: &TestApp, user: &str, body: Value) -> Value {
+    let reply = app.post("/v1/reminders", user, body).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    reply.body
+}
+
+async fn reminder(app: &TestApp, user: &str, id: &Value) -> Value {
+    let reply = app
+        .get(&format!("/v1/reminders/{}", id.as_str().unwrap()), user)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.body
+}
+
+#[tokio::test]
+async fn reminders_are_created_listed_snoozed_dismissed_and_deleted_by_their_owner_only() {
+    let app = spawn_app().await;
+    let later = at(chrono::Duration::hours(2));
+    let r = create(
+        &app,
+        "alice",
+        json!({ "text": "  call mom ", "dueAt": later }),
+    )
+    .await;
+    assert_eq!(r["text"], "call mom");
+    assert_eq!(r["status"], "scheduled");
+    assert_eq!(time(&r["dueAt"]), time(&json!(later)));
+    for field in ["taskId", "eventId", "occurrenceAt", "firedAt"] {
+        assert!(r[field].is_null(), "{field}: {r}");
+    }
+    let id = r["id"].as_str().unwrap().to_owned();
+    let second = create(
+        &app,
+        "alice",
+        json!({ "text": "water plants", "dueAt": at(chrono::Duration::hours(1)) }),
+    )
+    .await;
+
+    // Listed by due time, filtered, paged.
+    let list = app.get("/v1/reminders?limit=1", "alice").await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert_eq!(list.body["items"][0]["id"], second["id"]);
+    let cursor = list.body["nextCursor"].as_str().unwrap().to_owned();
+    let next = app
+        .get(&format!("/v1/reminders?limit=1&cursor={cursor}"), "alice")
+        .await;
+    assert_eq!(next.body["items"][0]["id"], json!(id));
+    assert!(next.body["nextCursor"].is_null());
+    let window = app
+        .get(
+            &format!(
+                "/v1/reminders?status=scheduled&from={}&to={}",
+                urlencode(&at(chrono::Duration::minutes(90))),
+                urlencode(&at(chrono::Duration::hours(3)))
+            ),
+            "alice",
+        )
+        .await;
+    assert_eq!(window.body["items"].as_array().unwrap().len(), 1);
+    assert_eq!(window.body["items"][0]["id"], json!(id));
+
+    // Another user sees nothing of it and changes nothing.
+    let path = format!("/v1/reminders/{id}");
+    assert_eq!(app.get(&path, "bob").await.status, StatusCode::NOT_FOUND);
+    let snooze = json!({ "dueAt": at(chrono::Duration::hours(5)) });
+    assert_eq!(
+        app.patch(&path, "bob", snooze.clone()).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(app.delete(&path, "bob").await.status, StatusCode::NOT_FOUND);
+    let bobs = app.get("/v1/reminders", "bob").await;
+    assert_eq!(bobs.body["items"], json!([]));
+
+    // Snooze moves it, dismiss ends it; a dismissed reminder is not snoozed again.
+    let snoozed = app.patch(&path, "alice", snooze.clone()).await;
+    assert_eq!(snoozed.status, StatusCode::OK, "{}", snoozed.body);
+    assert_eq!(time(&snoozed.body["dueAt"]), time(&snooze["dueAt"]));
+    let dismissed = app
+        .patch(&path, "alice", json!({ "status": "dismissed" }))
+        .await;
+    assert_eq!(dismissed.body["status"], "dismissed");
+    let again = app.patch(&path, "alice", snooze).await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.body);
+
+    assert_eq!(
+        app.delete(&path, "alice").await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(app.get(&path, "alice").await.status, StatusCode::NOT_FOUND);
+}
+
+/// `pixie_reminders_fired_total{outcome}` as the app's /metrics reads.
+async fn assert_fired_metric(app: &TestApp, outcome: &str, count: u64) {
+    let metrics = reqwest::get(app.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = format!("pixie_reminders_fired_total{{outcome=\"{outcome}\"}} {count}");
+    assert!(metrics.contains(&line), "{line} in {metrics}");
+}
+
+fn urlencode(text: &str) -> String {
+    text.replace(':', "%3A").replace('+', "%2B")
+}
+
+#[tokio::test]
+async fn bad_reminders_get_a_clear_error_naming_the_field() {
+    let app = spawn_app().await;
+    let task = app.create_task("bob", json!({ "title": "bob's" })).await;
+    let soon = at(chrono::Duration::hours(1));
+    let cases = [
+        (json!({ "text": "", "dueAt": soon }), "text"),
+        (json!({ "text": "x".repeat(501), "dueAt": soon }), "text"),
+        (
+            json!({ "text": "x", "dueAt": at(-chrono::Duration::hours(1)) }),
+            "dueAt",
+        ),
+        (
+            json!({ "text": "x", "dueAt": at(chrono::Duration::days(4000)) }),
+            "dueAt",
+        ),
+        // Another user's task is no task at all.
+        (
+            json!({ "text": "x", "dueAt": soon, "taskId": task["id"] }),
+            "taskId",
+        ),
+        (json!({ "text": "x" }), "dueAt"),
+        (
+            json!({ "text": "x", "dueAt": soon, "colour": "red" }),
+            "colour",
+        ),
+    ];
+    for (body, field) in cases {
+        let reply = app.post("/v1/reminders", "alice", body.clone()).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{body}: {}",
+            reply.body
+        );
+        assert_eq!(reply.error_code(), "validation_failed");
+        assert!(
+            reply.body["error"]["details"][field].is_string(),
+            "{body}: {}",
+            reply.body
+        );
+    }
+    let r = create(&app, "alice", json!({ "text": "x", "dueAt": soon })).await;
+    let path = format!("/v1/reminders/{}", r["id"].as_str().unwrap());
+    for (body, field) in [
+        (json!({ "dueAt": null }), "dueAt"),
+        (json!({ "status": "fired" }), "status"),
+        (
+            json!({ "dueAt": at(-chrono::Duration::minutes(1)) }),
+            "dueAt",
+        ),
+        (
+            json!({ "status": "dismissed", "dueAt": at(chrono::Duration::hours(2)) }),
+            "status",
+        ),
+    ] {
+        let reply = app.patch(&path, "alice", body.clone()).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{body}: {}",
+            reply.body
+        );
+        assert!(
+            reply.body["error"]["details"][field].is_string(),
+            "{body}: {}",
+            reply.body
+        );
+    }
+    // Nothing of that was written.
+    assert_eq!(reminder(&app, "alice", &r["id"]).await, r);
+}
+
+#[tokio::test]
+async fn a_reminder_fires_on_time_to_every_socket_of_its_user_only() {
+    let app = spawn_app().await;
+    let mut phone = Client::connect(&app, "alice").await;
+    let mut laptop = Client::connect(&app, "alice").await;
+    let mut other = Client::connect(&app, "bob").await;
+    let r = create(
+        &app,
+        "alice",
+        json!({ "text": "stretch", "dueAt": at(chrono::Duration::milliseconds(1500)) }),
+    )
+    .await;
+    for socket in [&mut phone, &mut laptop] {
+        let due = socket.event("reminder:due").await;
+        assert_eq!(due["reminder"]["id"], r["id"]);
+        assert_eq!(due["reminder"]["status"], "fired");
+        assert_eq!(due["reminder"]["firedLate"], false);
+    }
+    let fired = reminder(&app, "alice", &r["id"]).await;
+    assert_eq!(fired["status"], "fired");
+    // The scheduler slept until the due time, not until its next poll.
+    let lateness = time(&fired["firedAt"]) - time(&fired["dueAt"]);
+    assert!(
+        lateness >= chrono::Duration::zero() && lateness < chrono::Duration::seconds(1),
+        "fired {lateness} after its time"
+    );
+    assert!(
+        other.drain(Duration::from_millis(300)).await.is_empty(),
+        "another user heard of it"
+    );
+    // It fires once.
+    let more = phone.drain(Duration::from_millis(500)).await;
+    assert!(
+        !more.iter().any(|(name, _)| name == "reminder:due"),
+        "{more:?}"
+    );
+    assert_fired_metric(&app, "on_time", 1).await;
+}
+
+#[tokio::test]
+async fn snooze_and_dismiss_on_one_device_reach_the_others_and_a_snoozed_reminder_fires_again() {
+    let app = spawn_app().await;
+    let mut phone = Client::connect(&app, "alice").await;
+    let mut laptop = Client::connect(&app, "alice").await;
+    let r = create(
+        &app,
+        "alice",
+        json!({ "text": "tea", "dueAt": at(chrono::Duration::milliseconds(300)) }),
+    )
+    .await;
+    phone.event("reminder:due").await;
+    laptop.event("reminder:due").await;
+
+    let until = at(chrono::Duration::milliseconds(1200));
+    let ack = phone
+        .emit("reminder:snooze", json!({ "id": r["id"], "until": until }))
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    assert_eq!(ack["reminder"]["status"], "scheduled");
+    let updated = laptop.event("reminder:updated").await;
+    assert_eq!(updated["reminder"]["status"], "scheduled");
+    assert_eq!(time(&updated["reminder"]["dueAt"]), time(&json!(until)));
+    // The snoozed reminder fires again, on both.
+    let again = laptop.event("reminder:due").await;
+    assert_eq!(again["reminder"]["id"], r["id"]);
+    let events = phone.events_until("reminder:due").await;
+    assert!(
+        !events.iter().any(|(name, _)| name == "reminder:updated"),
+        "the asking socket got its own update: {events:?}"
+    );
+
+    let ack = laptop
+        .emit("reminder:dismiss", json!({ "id": r["id"] }))
+        .await;
+    assert_eq!(ack["reminder"]["status"], "dismissed", "{ack}");
+    let dismissed = phone.event("reminder:updated").await;
+    assert_eq!(dismissed["reminder"]["status"], "dismissed");
+
+    // Bad payloads and other users' reminders are refused in the ack.
+    let ack = phone
+        .emit("reminder:dismiss", json!({ "id": "nope" }))
+        .await;
+    assert_eq!(ack["error"]["code"], "validation_failed", "{ack}");
+    let mut bob = Client::connect(&app, "bob").await;
+    let ack = bob.emit("reminder:dismiss", json!({ "id": r["id"] })).await;
+    assert_eq!(ack["error"]["code"], "not_found", "{ack}");
+    let ack = bob
+        .emit(
+            "reminder:snooze",
+            json!({ "id": r["id"], "until": "tomorrow" }),
+        )
+        .await;
+    assert_eq!(ack["error"]["code"], "validation_failed", "{ack}");
+}
+
+#[tokio::test]
+async fn task_edits_move_rename_and_cancel_its_reminders() {
+    let app = spawn_app().await;
+    let due = Utc::now() + chrono::Duration::days(1);
+    let task = app
+        .create_task("alice", json!({ "title": "Call mom", "dueAt": iso(due) }))
+        .await;
+    let task_path = format!("/v1/tasks/{}", task["id"].as_str().unwrap());
+    let before = iso(due - chrono::Duration::minutes(30));
+    let r = create(
+        &app,
+        "alice",
+        json!({ "text": "Call mom", "dueAt": before, "taskId": task["id"] }),
+    )
+    .await;
+    assert_eq!(r["taskId"], task["id"]);
+
+    // Moved by two hours, renamed: the reminder follows.
+    let moved = iso(due + chrono::Duration::hours(2));
+    let reply = app
+        .patch(
+            &task_path,
+            "alice",
+            json!({ "dueAt": moved, "title": "Call mum" }),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let now = reminder(&app, "alice", &r["id"]).await;
+    assert_eq!(
+        time(&now["dueAt"]),
+        time(&json!(before)) + chrono::Duration::hours(2)
+    );
+    assert_eq!(now["text"], "Call mum");
+
+    // Completed: the reminder is cancelled.
+    app.patch(&task_path, "alice", json!({ "status": "completed" }))
+        .await;
+    assert_eq!(
+        reminder(&app, "alice", &r["id"]).await["status"],
+        "cancelled"
+    );
+
+    // Deleted: cancelled, and the link goes with the task.
+    let other = app.create_task("alice", json!({ "title": "Bins" })).await;
+    let r2 = create(
+        &app,
+        "alice",
+        json!({ "text": "Bins out", "dueAt": at(chrono::Duration::hours(3)), "taskId": other["id"] }),
+    )
+    .await;
+    let reply = app
+        .delete(
+            &format!("/v1/tasks/{}", other["id"].as_str().unwrap()),
+            "alice",
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    let gone = reminder(&app, "alice", &r2["id"]).await;
+    assert_eq!(gone["status"], "cancelled");
+    assert!(gone["taskId"].is_null());
+}
+
+#[tokio::test]
+async fn event_edits_move_and_deletion_cancels_its_reminders() {
+    let app = spawn_app().await;
+    let start = Utc::now() + chrono::Duration::days(2);
+    let event = app
+        .create_event(
+            "alice",
+            json!({
+                "title": "Dentist",
+                "startAt": iso(start),
+                "endAt": iso(start + chrono::Duration::hours(1)),
+            }),
+        )
+        .await;
+    let event_path = format!("/v1/events/{}", event["id"].as_str().unwrap());
+    let before = iso(start - chrono::Duration::minutes(30));
+    let r = create(
+        &app,
+        "alice",
+        json!({ "text": "Dentist", "dueAt": before, "eventId": event["id"] }),
+    )
+    .await;
+    let later = start + chrono::Duration::hours(3);
+    let reply = app
+        .patch(
+            &event_path,
+            "alice",
+            json!({
+                "startAt": iso(later),
+                "endAt": iso(later + chrono::Duration::hours(1)),
+            }),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(
+        time(&reminder(&app, "alice", &r["id"]).await["dueAt"]),
+        time(&json!(before)) + chrono::Duration::hours(3)
+    );
+    assert_eq!(
+        app.delete(&event_path, "alice").await.status,
+        StatusCode::NO_CONTENT
+    );
+    let gone = reminder(&app, "alice", &r["id"]).await;
+    assert_eq!(gone["status"], "cancelled");
+    assert!(gone["eventId"].is_null());
+}
+
+/// Reminders written straight into the database, as if set before the server went down.
+fn insert_due(app: &TestApp, user: &str, text: &str, due: DateTime<Utc>) -> String {
+    let id = uuid::Uuid::now_v7().to_string();
+    app.execute(&format!(
+        "INSERT INTO users (id) VALUES ('{user}') ON CONFLICT DO NOTHING"
+    ));
+    app.execute(&format!(
+        "INSERT INTO reminders (id, user_id, text, due_at, created_at, updated_at)
+         VALUES ('{id}', '{user}', '{text}', '{}', now(), now())",
+        iso(due)
+    ));
+    id
+}
+
+#[tokio::test]
+async fn after_downtime_recent_reminders_fire_and_older_ones_are_marked_late() {
+    let app = spawn_app_with(|c| c.reminders.enabled = false, Default::default()).await;
+    let recent = insert_due(
+        &app,
+        "alice",
+        "recent",
+        Utc::now() - chrono::Duration::minutes(10),
+    );
+    let old = insert_due(
+        &app,
+        "alice",
+        "old",
+        Utc::now() - chrono::Duration::hours(3),
+    );
+    // Nothing fires while no instance runs a scheduler.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        app.count("SELECT count(*) FROM reminders WHERE status = 'scheduled'"),
+        2
+    );
+    let scheduler = app
+        .spawn_peer(|c| c.reminders.max_lateness_secs = 3600)
+        .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while app.count("SELECT count(*) FROM reminders WHERE status = 'scheduled'") > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the catch-up did not run"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let recent = reminder(&scheduler, "alice", &json!(recent)).await;
+    assert_eq!(recent["status"], "fired");
+    assert_eq!(recent["firedLate"], false);
+    let old = reminder(&scheduler, "alice", &json!(old)).await;
+    assert_eq!(old["status"], "fired");
+    assert_eq!(old["firedLate"], true);
+    assert_fired_metric(&scheduler, "late", 1).await;
+}
+
+#[tokio::test]
+async fn two_instances_fire_two_hundred_reminders_due_in_the_same_second_once_each() {
+    let app = spawn_app_with(
+        |c| {
+            c.realtime.fanout = pixie::config::Fanout::Postgres;
+            c.reminders.batch_size = 20;
+            c.reminders.poll_ms = 200;
+        },
+        Default::default(),
+    )
+    .await;
+    let peer = app
+        .spawn_peer(|c| {
+            c.realtime.fanout = pixie::config::Fanout::Postgres;
+            c.reminders.batch_size = 20;
+            c.reminders.poll_ms = 200;
+        })
+        .await;
+    let mut socket = Client::connect(&app, "alice").await;
+    let mut peer_socket = Client::connect(&peer, "alice").await;
+    // 200 reminders due within one second, two seconds from now, written in one statement
+    // (as other instances would: neither scheduler was told).
+    app.execute("INSERT INTO users (id) VALUES ('alice') ON CONFLICT DO NOTHING");
+    app.execute(
+        "INSERT INTO reminders (id, user_id, text, due_at, created_at, updated_at)
+         SELECT gen_random_uuid(), 'alice', 'r' || i,
+                now() + interval '2 seconds' + i * interval '4 milliseconds', now(), now()
+           FROM generate_series(0, 199) AS i",
+    );
+    let ids: Vec<String> = {
+        use diesel::prelude::*;
+        let mut conn = diesel::PgConnection::establish(&app.db_url).unwrap();
+        #[derive(QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            id: String,
+        }
+        diesel::sql_query("SELECT id::text AS id FROM reminders")
+            .load::<Row>(&mut conn)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect()
+    };
+    assert_eq!(ids.len(), 200);
+    for s in [&mut socket, &mut peer_socket] {
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        while seen.len() < ids.len() {
+            let due = s.event("reminder:due").await;
+            *seen
+                .entry(due["reminder"]["id"].as_str().unwrap().to_owned())
+                .or_default() += 1;
+        }
+        let extra = s.drain(Duration::from_millis(500)).await;
+        for (name, payload) in extra {
+            if name == "reminder:due" {
+                *seen
+                    .entry(payload["reminder"]["id"].as_str().unwrap().to_owned())
+                    .or_default() += 1;
+            }
+        }
+        let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(twice.is_empty(), "fired more than once: {twice:?}");
+        assert!(ids.iter().all(|id| seen.contains_key(id)));
+    }
+    assert_eq!(
+        app.count("SELECT count(*) FROM reminders WHERE status = 'fired'"),
+        200
+    );
+}
+
+/// One chat turn in a conversation (a new one when `conversation` is None).
+async fn say(app: &TestApp, user: &str, conversation: Option<&Value>, text: &str) -> Value {
+    let mut body = json!({ "text": text });
+    if let Some(id) = conversation {
+        body["conversationId"] = id.clone();
+    }
+    let reply = app.post("/v1/chat", user, body).await;
+    assert_eq!(reply.status, StatusCode::OK, "{text:?}: {}", reply.body);
+    let call = &reply.body["assistantMessage"]["toolCalls"][0];
+    assert_eq!(call["status"], "ok", "{text:?}: {}", reply.body);
+    reply.body
+}
+
+#[tokio::test]
+async fn the_assistant_sets_snoozes_lists_and_cancels_reminders_and_tells_the_conversation() {
+    // Polls often: the test moves a reminder's time in the database behind the scheduler.
+    let app = spawn_app_with(|c| c.reminders.poll_ms = 100, Default::default()).await;
+    let mut socket = Client::connect(&app, "alice").await;
+    let turn = say(&app, "alice", None, "remind me to stretch in 10 minutes").await;
+    let conversation = turn["conversationId"].clone();
+    let call = &turn["assistantMessage"]["toolCalls"][0];
+    assert_eq!(call["name"], "create_reminder");
+    let reminder = call["result"]["reminder"].clone();
+    assert_eq!(reminder["text"], "Stretch");
+    assert_eq!(reminder["conversationId"], conversation);
+    let due = time(&reminder["dueAt"]) - Utc::now();
+    assert!(
+        due > chrono::Duration::minutes(9) && due <= chrono::Duration::minutes(10),
+        "{due}"
+    );
+    let content = turn["assistantMessage"]["content"].as_str().unwrap();
+    assert!(content.contains("I'll remind you: “Stretch”"), "{content}");
+
+    // Due now: it fires to the socket and into the conversation it was asked in.
+    app.execute(&format!(
+        "UPDATE reminders SET due_at = now() WHERE id = '{}'",
+        reminder["id"].as_str().unwrap()
+    ));
+    let due = socket.event("reminder:due").await;
+    assert_eq!(due["reminder"]["id"], reminder["id"]);
+    let told = socket.event("chat:message").await;
+    assert_eq!(told["message"]["conversationId"], conversation);
+    assert_eq!(told["message"]["role"], "assistant");
+    assert_eq!(told["message"]["content"], "⏰ Reminder: Stretch");
+    let history = app
+        .get(
+            &format!(
+                "/v1/conversations/{}/messages",
+                conversation.as_str().unwrap()
+            ),
+            "alice",
+        )
+        .await;
+    let last = history.body["items"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["content"], "⏰ Reminder: Stretch");
+
+    // "snooze that" is the reminder that fired last.
+    let turn = say(
+        &app,
+        "alice",
+        Some(&conversation),
+        "snooze that for 10 minutes",
+    )
+    .await;
+    let snoozed = &turn["assistantMessage"]["toolCalls"][0];
+    assert_eq!(snoozed["name"], "snooze_reminder");
+    assert_eq!(snoozed["result"]["reminder"]["id"], reminder["id"]);
+    assert_eq!(snoozed["result"]["reminder"]["status"], "scheduled");
+    let updated = socket.event("reminder:updated").await;
+    assert_eq!(updated["reminder"]["status"], "scheduled");
+
+    // Ahead of an event, by its title.
+    let start = Utc::now() + chrono::Duration::days(1);
+    app.create_event(
+        "alice",
+        json!({
+            "title": "Dentist",
+            "startAt": iso(start),
+            "endAt": iso(start + chrono::Duration::hours(1)),
+        }),
+    )
+    .await;
+    let turn = say(
+        &app,
+        "alice",
+        Some(&conversation),
+        "remind me about the dentist 30 minutes before",
+    )
+    .await;
+    let dentist = turn["assistantMessage"]["toolCalls"][0]["result"]["reminder"].clone();
+    assert_eq!(dentist["text"], "Dentist");
+    assert!(dentist["eventId"].is_string());
+    assert_eq!(
+        time(&dentist["dueAt"]),
+        time(&json!(iso(start))) - chrono::Duration::minutes(30)
+    );
+
+    let turn = say(
+        &app,
+        "alice",
+        Some(&conversation),
+        "what reminders do I have?",
+    )
+    .await;
+    assert_eq!(
+        turn["assistantMessage"]["toolCalls"][0]["name"],
+        "list_reminders"
+    );
+    let content = turn["assistantMessage"]["content"].as_str().unwrap();
+    assert!(
+        content.contains("You have 2 reminders")
+            && content.contains("Stretch")
+            && content.contains("Dentist"),
+        "{content}"
+    );
+
+    let turn = say(
+        &app,
+        "alice",
+        Some(&conversation),
+        "cancel the reminder about the dentist",
+    )
+    .await;
+    assert_eq!(
+        turn["assistantMessage"]["toolCalls"][0]["result"]["reminder"]["status"],
+        "cancelled"
+    );
+    assert_eq!(reminder_status(&app, &dentist).await, "cancelled");
+    // Nobody else's reminders were touched or listed.
+    let bob = say(&app, "bob", None, "what reminders do I have").await;
+    assert_eq!(
+        bob["assistantMessage"]["toolCalls"][0]["result"]["count"],
+        0
+    );
+}
+
+async fn reminder_status(app: &TestApp, reminder: &Value) -> String {
+    crate::reminders::reminder(app, "alice", &reminder["id"]).await["status"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
