@@ -252,6 +252,7 @@ async fn load(
                                 .unwrap_or(start + chrono::Duration::hours(1)),
                             is_all_day: false,
                             recurrence: None,
+                            alerts: Vec::new(),
                         },
                     )
                     .await?

@@ -127,7 +127,7 @@ impl Application {
         if !applied.is_empty() {
             tracing::info!(migrations = ?applied, "applied database migrations");
         }
-        let store = Arc::new(PgStore::new(db::pool(&settings)?));
+        let store = Arc::new(PgStore::new(db::pool(&settings)?).with_timezone(config.ai.tz()?));
         // Wired in one pass: the relay and the hub first (they need nothing), the bus over
         // them, the domain over the bus; what other instances signal is acted on by a task
         // that holds the domain and the hub.

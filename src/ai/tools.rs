@@ -47,6 +47,15 @@ fn item_ref(what: &str) -> Value {
     })
 }
 
+fn alerts() -> Value {
+    json!({
+        "type": "array",
+        "items": { "type": "integer", "minimum": 0, "maximum": 40_320 },
+        "maxItems": 5,
+        "description": "Minutes before each occurrence's start to remind the user at, e.g. [10]",
+    })
+}
+
 fn reminder_ref() -> Value {
     json!({
         "id": { "type": "string", "format": "uuid", "description": "The reminder's id, when known" },
@@ -134,6 +143,7 @@ pub fn all() -> Vec<ToolSpec> {
                     "location": text("Where", 500),
                     "is_all_day": { "type": "boolean", "default": false },
                     "recurrence": { "type": "string", "description": "RFC 5545 RRULE without DTSTART for a repeating event, e.g. FREQ=WEEKLY;BYDAY=MO" },
+                    "alerts": alerts(),
                 }),
                 &["title", "start_at"],
             ),
@@ -152,6 +162,7 @@ pub fn all() -> Vec<ToolSpec> {
                         "description": nullable_text("Details", 10_000),
                         "location": nullable_text("Where", 500),
                         "recurrence": nullable_text("RFC 5545 RRULE, or null to stop repeating", 1_000),
+                        "alerts": alerts(),
                     }),
                 ),
                 &[],

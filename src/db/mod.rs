@@ -162,6 +162,8 @@ pub struct PgStore {
     /// Callers waiting for a permit (a metric).
     waiting: Arc<AtomicUsize>,
     acquire_timeout: Duration,
+    /// The user's wall clock, which events' alerts repeat on (`ai.timezone`).
+    timezone: chrono_tz::Tz,
 }
 
 /// The pool as the metrics show it.
@@ -181,7 +183,14 @@ impl PgStore {
             permits: Arc::new(Semaphore::new(size)),
             waiting: Arc::default(),
             acquire_timeout,
+            timezone: chrono_tz::UTC,
         }
+    }
+
+    /// Events' alerts are expanded on this zone's wall clock.
+    pub fn with_timezone(mut self, timezone: chrono_tz::Tz) -> Self {
+        self.timezone = timezone;
+        self
     }
 
     pub fn pool_gauges(&self) -> PoolGauges {

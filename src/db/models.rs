@@ -113,6 +113,7 @@ pub struct EventRow {
     pub recurrence: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub alerts: Vec<i32>,
 }
 
 impl EventRow {
@@ -129,6 +130,11 @@ impl EventRow {
             recurrence: event.recurrence.clone(),
             created_at: event.created_at,
             updated_at: event.updated_at,
+            alerts: event
+                .alerts
+                .iter()
+                .map(|m| i32::try_from(*m).unwrap_or(i32::MAX))
+                .collect(),
         }
     }
 }
@@ -146,6 +152,11 @@ impl From<EventRow> for Event {
             recurrence: row.recurrence,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            alerts: row
+                .alerts
+                .into_iter()
+                .filter_map(|m| u32::try_from(m).ok())
+                .collect(),
             occurrence_of: None,
         }
     }

@@ -9,13 +9,15 @@ use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use uuid::Uuid;
 
-use super::models::{MessageRow, ReminderRow};
+use super::models::{EventRow, MessageRow, ReminderRow};
 use super::repos::AppendMessage;
 use super::schema::{conversations, events, reminders, tasks};
 use super::{DbError, PgStore};
+use crate::domain::event::Event;
 use crate::domain::ports::{FireRequest, Fired, FiredBatch, Mutation, ReminderRepository};
 use crate::domain::reminder::{
-    MAX_SCHEDULED_PER_USER, Reminder, ReminderQuery, ReminderStatus, TaskCascade,
+    MAX_SCHEDULED_PER_USER, Reminder, ReminderQuery, ReminderStatus, TaskCascade, alert_reminders,
+    leaves_alert_series,
 };
 use crate::domain::{DomainError, DomainResult, UserId};
 
@@ -78,6 +80,77 @@ pub(super) fn shift_event(
     ))
     .execute(conn)?;
     Ok(())
+}
+
+/// Stores reminders an event's alerts call for; one already waiting for the same alert and
+/// occurrence is kept (see the `reminders_alert_series_key` index).
+fn insert_alerts(conn: &mut PgConnection, user: &UserId, due: &[Reminder]) -> DbResult<()> {
+    if due.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<ReminderRow> = due.iter().map(|r| ReminderRow::new(user, r)).collect();
+    diesel::insert_into(reminders::table)
+        .values(&rows)
+        .on_conflict_do_nothing()
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Makes an event's waiting alert reminders anew after it was written (created, moved,
+/// its rule or alerts changed): the old ones go, the next occurrence's come.
+pub(super) fn sync_alerts(
+    conn: &mut PgConnection,
+    user: &UserId,
+    event: &Event,
+    tz: chrono_tz::Tz,
+    now: DateTime<Utc>,
+) -> DbResult<()> {
+    diesel::delete(
+        reminders::table
+            .filter(reminders::event_id.eq(event.id))
+            .filter(reminders::status.eq(SCHEDULED))
+            .filter(reminders::alert_minutes.is_not_null()),
+    )
+    .execute(conn)?;
+    insert_alerts(conn, user, &alert_reminders(event, tz, now, None, None))
+}
+
+/// The next occurrence's reminder of the alert `left` belonged to, which just left the queue.
+fn continue_series(
+    conn: &mut PgConnection,
+    user: &UserId,
+    left: &Reminder,
+    tz: chrono_tz::Tz,
+    now: DateTime<Utc>,
+) -> DbResult<()> {
+    let (Some(event), Some(minutes)) = (left.event_id, left.alert_minutes) else {
+        return Ok(());
+    };
+    let Some(row) = events::table
+        .filter(events::id.eq(event).and(events::user_id.eq(user.as_str())))
+        .select(EventRow::as_select())
+        .first(conn)
+        .optional()?
+    else {
+        return Ok(());
+    };
+    let event = Event::from(row);
+    let next = alert_reminders(&event, tz, now, Some(minutes), left.occurrence_at);
+    insert_alerts(conn, user, &next)
+}
+
+/// Whether an alert's reminder still belongs to its event as it is now (an edit racing the
+/// scheduler may leave one of the old alerts behind): otherwise it is cancelled, not fired.
+fn alert_still_set(conn: &mut PgConnection, reminder: &Reminder) -> DbResult<bool> {
+    let (Some(event), Some(minutes)) = (reminder.event_id, reminder.alert_minutes) else {
+        return Ok(true);
+    };
+    let alerts: Option<Vec<i32>> = events::table
+        .find(event)
+        .select(events::alerts)
+        .first(conn)
+        .optional()?;
+    Ok(alerts.is_some_and(|alerts| alerts.contains(&i32::try_from(minutes).unwrap_or(-1))))
 }
 
 /// What reminders belong to.
@@ -232,6 +305,7 @@ impl ReminderRepository for PgStore {
         change: Mutation<Reminder>,
     ) -> DomainResult<Option<Reminder>> {
         let user = user.clone();
+        let timezone = self.timezone;
         self.run(move |conn| {
             conn.transaction(|conn| {
                 let Some(row) = reminders::table
@@ -247,10 +321,14 @@ impl ReminderRepository for PgStore {
                 else {
                     return Ok(None);
                 };
-                let reminder = change(Reminder::try_from(row)?)?;
+                let before = Reminder::try_from(row)?;
+                let reminder = change(before.clone())?;
                 diesel::update(reminders::table.find(id))
                     .set(&ReminderRow::new(&user, &reminder))
                     .execute(conn)?;
+                if leaves_alert_series(&before, Some(&reminder)) {
+                    continue_series(conn, &user, &before, timezone, reminder.updated_at)?;
+                }
                 Ok(Some(reminder))
             })
         })
@@ -258,13 +336,28 @@ impl ReminderRepository for PgStore {
     }
 
     async fn delete(&self, user: &UserId, id: Uuid) -> DomainResult<bool> {
-        let user = user.as_str().to_owned();
+        let user = user.clone();
+        let timezone = self.timezone;
         self.run(move |conn| {
-            let n = diesel::delete(
-                reminders::table.filter(reminders::id.eq(id).and(reminders::user_id.eq(&user))),
-            )
-            .execute(conn)?;
-            Ok(n > 0)
+            conn.transaction(|conn| {
+                let gone: Vec<ReminderRow> = diesel::delete(
+                    reminders::table.filter(
+                        reminders::id
+                            .eq(id)
+                            .and(reminders::user_id.eq(user.as_str())),
+                    ),
+                )
+                .returning(ReminderRow::as_returning())
+                .get_results(conn)?;
+                let deleted = !gone.is_empty();
+                for row in gone {
+                    let before = Reminder::try_from(row)?;
+                    if leaves_alert_series(&before, None) {
+                        continue_series(conn, &user, &before, timezone, Utc::now())?;
+                    }
+                }
+                Ok(deleted)
+            })
         })
         .await
     }
@@ -298,6 +391,15 @@ fn fire_due(conn: &mut PgConnection, request: &FireRequest) -> DbResult<FiredBat
         let user = UserId::parse(&row.user_id)
             .map_err(|e| DomainError::Internal(anyhow::anyhow!("stored user id: {e}")))?;
         let mut reminder = Reminder::try_from(row)?;
+        if !alert_still_set(conn, &reminder)? {
+            diesel::update(reminders::table.find(reminder.id))
+                .set((
+                    reminders::status.eq(ReminderStatus::Cancelled.as_str()),
+                    reminders::updated_at.eq(now),
+                ))
+                .execute(conn)?;
+            continue;
+        }
         let is_late = now - reminder.due_at > max_lateness;
         if is_late {
             late.push(reminder.id);
@@ -327,6 +429,11 @@ fn fire_due(conn: &mut PgConnection, request: &FireRequest) -> DbResult<FiredBat
                 reminders::updated_at.eq(now),
             ))
             .execute(conn)?;
+    }
+    for f in &fired {
+        if f.reminder.alert_minutes.is_some() {
+            continue_series(conn, &f.user, &f.reminder, timezone, now)?;
+        }
     }
     for f in &mut fired {
         if let Some(message) = &f.message {

@@ -462,11 +462,17 @@ impl TaskRepository for PgStore {
 impl EventRepository for PgStore {
     async fn insert(&self, user: &UserId, event: &Event) -> DomainResult<()> {
         let row = EventRow::new(user, event);
+        let (user, event, timezone) = (user.clone(), event.clone(), self.timezone);
         self.run(move |conn| {
-            diesel::insert_into(events::table)
-                .values(&row)
-                .execute(conn)?;
-            Ok(())
+            conn.transaction(|conn| {
+                diesel::insert_into(events::table)
+                    .values(&row)
+                    .execute(conn)?;
+                if !event.alerts.is_empty() {
+                    reminders::sync_alerts(conn, &user, &event, timezone, event.created_at)?;
+                }
+                Ok(())
+            })
         })
         .await
     }
@@ -517,6 +523,7 @@ impl EventRepository for PgStore {
         change: Mutation<Event>,
     ) -> DomainResult<Option<Event>> {
         let user_id = user.clone();
+        let timezone = self.timezone;
         self.run(move |conn| {
             conn.transaction(|conn| {
                 let Some(row) = events::table
@@ -539,6 +546,9 @@ impl EventRepository for PgStore {
                 {
                     let shift = event.start_at - before.start_at;
                     reminders::shift_event(conn, id, shift, event.updated_at)?;
+                }
+                if !before.alerts.is_empty() || !event.alerts.is_empty() {
+                    reminders::sync_alerts(conn, &user_id, &event, timezone, event.updated_at)?;
                 }
                 Ok(Some(event))
             })

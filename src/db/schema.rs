@@ -31,6 +31,7 @@ diesel::table! {
         recurrence -> Nullable<Text>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        alerts -> Array<Int4>,
     }
 }
 

@@ -723,7 +723,8 @@ impl Domain {
             events,
         } = rows?;
         // A series too costly to expand is left out of the context (and logged), not the turn.
-        let (upcoming_events, _) = expand_range(events, reads.events).await?;
+        let (upcoming_events, _) =
+            expand_range(events, reads.events, self.settings.timezone).await?;
         // The newest open tasks, those in progress first.
         let mut open_tasks =
             Page::from_rows(open_tasks, reads.open_tasks.page.limit, Task::cursor).items;

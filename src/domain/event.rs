@@ -1,6 +1,6 @@
 //! Calendar events, with RFC 5545 recurrence rules expanded over a range.
 
-use chrono::{DateTime, Datelike, Duration, Utc};
+use chrono::{DateTime, Datelike, Duration, TimeZone, Timelike, Utc};
 use rrule::{Frequency, RRule, Unvalidated};
 use serde::Serialize;
 use uuid::Uuid;
@@ -13,6 +13,9 @@ pub const TITLE_MAX: usize = 500;
 pub const DESCRIPTION_MAX: usize = 10_000;
 pub const LOCATION_MAX: usize = 500;
 pub const RECURRENCE_MAX: usize = 1_000;
+/// Alerts of one event at most, and how far ahead of its start one may be (four weeks).
+pub const ALERTS_MAX: usize = 5;
+pub const ALERT_MINUTES_MAX: u32 = 40_320;
 /// The longest range a listing may expand recurring events over.
 pub const MAX_RANGE_DAYS: i64 = 3_660;
 /// The longest COUNT a rule may have: a counted series is walked from its start.
@@ -37,6 +40,8 @@ pub struct Event {
     pub recurrence: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Minutes before each occurrence's start at which the user is reminded.
+    pub alerts: Vec<u32>,
     /// Set on an occurrence of a recurring event in a range listing: the series' id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub occurrence_of: Option<Uuid>,
@@ -65,12 +70,29 @@ impl Event {
         Ok(self)
     }
 
+    /// Sorted, without repeats; at most [`ALERTS_MAX`], each at most [`ALERT_MINUTES_MAX`].
+    fn set_alerts(&mut self, mut alerts: Vec<u32>, errors: &mut FieldErrors) {
+        alerts.sort_unstable();
+        alerts.dedup();
+        if alerts.len() > ALERTS_MAX {
+            errors.add("alerts", format!("at most {ALERTS_MAX} alerts"));
+        } else if alerts.iter().any(|m| *m > ALERT_MINUTES_MAX) {
+            errors.add(
+                "alerts",
+                format!("each alert is 0 to {ALERT_MINUTES_MAX} minutes before the start"),
+            );
+        } else {
+            self.alerts = alerts;
+        }
+    }
+
     /// The occurrences of this series that overlap `[from, to)` and come after `cursor`, in
     /// start order, at most `limit` of them; or the event itself when it does not recur and
     /// overlaps the range. The walk starts a period or two before the range (not at the series
     /// start), and every occurrence it looks at counts against `budget`.
     pub fn occurrences(
         &self,
+        tz: chrono_tz::Tz,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
         cursor: Option<Cursor>,
@@ -94,7 +116,7 @@ impl Event {
                 recurrence: None,
                 ..self.clone()
             };
-            return single.occurrences(from, to, cursor, limit, budget);
+            return single.occurrences(tz, from, to, cursor, limit, budget);
         };
         let duration = self.end_at - self.start_at;
         // An occurrence overlaps when it starts in (from - duration, to); occurrences before
@@ -106,10 +128,18 @@ impl Event {
         if parsed.get_until().is_some_and(|until| *until <= lowest) || limit == 0 {
             return Ok(Vec::new());
         }
-        let anchor = walk_start(&parsed, self.start_at, lowest);
-        let set = match parsed.clone().build(anchor.with_timezone(&rrule::Tz::UTC)) {
+        // The rule repeats on the user's wall clock: a 09:00 series stays at 09:00 across a
+        // daylight-saving change.
+        let zone = rrule::Tz::Tz(tz);
+        // The rule is walked in whole seconds (its iterator would drop a first occurrence
+        // that a start with milliseconds makes "earlier" than the start); each occurrence gets
+        // the series' fraction of a second back.
+        let whole = self.start_at.with_nanosecond(0).unwrap_or(self.start_at);
+        let fraction = self.start_at - whole;
+        let anchor = walk_start(&parsed, whole, lowest - fraction, tz);
+        let set = match parsed.clone().build(anchor.with_timezone(&zone)) {
             Ok(set) => set,
-            Err(_) => match parsed.build(self.start_at.with_timezone(&rrule::Tz::UTC)) {
+            Err(_) => match parsed.build(whole.with_timezone(&zone)) {
                 Ok(set) => set,
                 Err(_) => return Ok(Vec::new()),
             },
@@ -117,7 +147,7 @@ impl Event {
         let mut found = Vec::new();
         for start in &set.limit() {
             budget.spend(self.id)?;
-            let start_at = start.with_timezone(&Utc);
+            let start_at = start.with_timezone(&Utc) + fraction;
             if start_at >= to {
                 break;
             }
@@ -188,15 +218,24 @@ fn walk_start(
     rule: &RRule<Unvalidated>,
     start: DateTime<Utc>,
     lowest: DateTime<Utc>,
+    tz: chrono_tz::Tz,
 ) -> DateTime<Utc> {
     if rule.get_count().is_some() || lowest <= start {
         return start;
     }
     let interval = i64::from(rule.get_interval().max(1));
-    let fixed = |period: Duration| {
+    // Whole days and weeks are stepped on the wall clock of the zone the rule repeats in (a
+    // day is not 24 hours across a daylight-saving change); hours in absolute time.
+    let fixed = |period: Duration, wall: bool| {
         let periods = (lowest - start).num_seconds() / period.num_seconds().max(1);
         let steps = i32::try_from(periods - 1).unwrap_or(0).max(0);
-        start + period * steps
+        if !wall {
+            return start + period * steps;
+        }
+        let local = start.with_timezone(&tz).naive_local() + period * steps;
+        tz.from_local_datetime(&local)
+            .earliest()
+            .map_or(start, |t| t.with_timezone(&Utc))
     };
     let months = |per_step: i64| {
         let gap = i64::from(lowest.year() - start.year()) * 12 + i64::from(lowest.month())
@@ -208,22 +247,24 @@ fn walk_start(
             if steps <= 0 {
                 break;
             }
+            let local = start.with_timezone(&tz).naive_local();
             let shifted = u32::try_from(steps * per_step)
                 .ok()
-                .and_then(|m| start.checked_add_months(chrono::Months::new(m)));
+                .and_then(|m| local.checked_add_months(chrono::Months::new(m)));
             if let Some(shifted) = shifted
-                && shifted.day() == start.day()
+                && shifted.day() == local.day()
+                && let Some(at) = tz.from_local_datetime(&shifted).earliest()
             {
-                return shifted;
+                return at.with_timezone(&Utc);
             }
             steps -= 1;
         }
         start
     };
     match rule.get_freq() {
-        Frequency::Hourly => fixed(Duration::hours(interval)),
-        Frequency::Daily => fixed(Duration::days(interval)),
-        Frequency::Weekly => fixed(Duration::weeks(interval)),
+        Frequency::Hourly => fixed(Duration::hours(interval), false),
+        Frequency::Daily => fixed(Duration::days(interval), true),
+        Frequency::Weekly => fixed(Duration::weeks(interval), true),
         Frequency::Monthly => months(interval),
         Frequency::Yearly => months(12 * interval),
         Frequency::Minutely | Frequency::Secondly => start,
@@ -294,6 +335,7 @@ pub struct NewEvent {
     pub end_at: DateTime<Utc>,
     pub is_all_day: bool,
     pub recurrence: Option<String>,
+    pub alerts: Vec<u32>,
 }
 
 impl NewEvent {
@@ -309,8 +351,7 @@ impl NewEvent {
             optional_text(self.location.as_deref(), LOCATION_MAX),
         );
         let recurrence = errors.check("recurrence", normalise_rule(self.recurrence.as_deref()));
-        errors.into_result()?;
-        Event {
+        let mut event = Event {
             id,
             title: title.unwrap_or_default(),
             description: description.flatten(),
@@ -321,9 +362,12 @@ impl NewEvent {
             recurrence: recurrence.flatten(),
             created_at: now,
             updated_at: now,
+            alerts: Vec::new(),
             occurrence_of: None,
-        }
-        .validate()
+        };
+        event.set_alerts(self.alerts, &mut errors);
+        errors.into_result()?;
+        event.validate()
     }
 }
 
@@ -337,6 +381,7 @@ pub struct EventPatch {
     pub end_at: Option<DateTime<Utc>>,
     pub is_all_day: Option<bool>,
     pub recurrence: Option<Option<String>>,
+    pub alerts: Option<Vec<u32>>,
 }
 
 impl EventPatch {
@@ -362,6 +407,9 @@ impl EventPatch {
             && let Some(r) = errors.check("recurrence", normalise_rule(r.as_deref()))
         {
             event.recurrence = r;
+        }
+        if let Some(alerts) = self.alerts {
+            event.set_alerts(alerts, &mut errors);
         }
         errors.into_result()?;
         if let Some(start_at) = self.start_at {
@@ -433,14 +481,22 @@ mod tests {
             end_at: at("2026-11-02T09:15:00Z"),
             is_all_day: false,
             recurrence: recurrence.map(str::to_owned),
+            alerts: Vec::new(),
         }
         .validate(Uuid::now_v7(), at("2026-11-01T00:00:00Z"))
     }
 
     /// Every occurrence in the range, with a listing's budget.
     fn occurrences_in(e: &Event, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Event> {
-        e.occurrences(from, to, None, 100_000, &mut Budget::for_listing())
-            .unwrap()
+        e.occurrences(
+            chrono_tz::UTC,
+            from,
+            to,
+            None,
+            100_000,
+            &mut Budget::for_listing(),
+        )
+        .unwrap()
     }
 
     /// A stored event as it is, without the checks of today's writes.
@@ -457,8 +513,74 @@ mod tests {
             recurrence: Some(rule.into()),
             created_at: start_at,
             updated_at: start_at,
+            alerts: Vec::new(),
             occurrence_of: None,
         }
+    }
+
+    #[test]
+    fn a_series_repeats_on_the_wall_clock_of_its_zone() {
+        // London moves from GMT to BST on 28 March 2027.
+        let e = stored("2027-03-15T09:00:00Z", "FREQ=WEEKLY;BYDAY=MO");
+        let london = chrono_tz::Europe::London;
+        let starts = |from: &str, to: &str| -> Vec<DateTime<Utc>> {
+            e.occurrences(
+                london,
+                at(from),
+                at(to),
+                None,
+                10,
+                &mut Budget::for_listing(),
+            )
+            .unwrap()
+            .into_iter()
+            .map(|o| o.start_at)
+            .collect()
+        };
+        assert_eq!(
+            starts("2027-03-14T00:00:00Z", "2027-04-06T00:00:00Z"),
+            [
+                at("2027-03-15T09:00:00Z"),
+                at("2027-03-22T09:00:00Z"),
+                at("2027-03-29T08:00:00Z"),
+                at("2027-04-05T08:00:00Z"),
+            ]
+        );
+        // Far from its start, where the walk skips ahead: still 09:00 on the wall clock.
+        assert_eq!(
+            starts("2031-07-01T00:00:00Z", "2031-07-15T00:00:00Z"),
+            [at("2031-07-07T08:00:00Z"), at("2031-07-14T08:00:00Z")]
+        );
+        // In UTC the same rule keeps 09:00Z.
+        let utc: Vec<_> = e
+            .occurrences(
+                chrono_tz::UTC,
+                at("2027-03-28T00:00:00Z"),
+                at("2027-04-01T00:00:00Z"),
+                None,
+                10,
+                &mut Budget::for_listing(),
+            )
+            .unwrap();
+        assert_eq!(utc[0].start_at, at("2027-03-29T09:00:00Z"));
+    }
+
+    #[test]
+    fn a_start_with_milliseconds_keeps_its_first_occurrence() {
+        let e = stored("2026-12-03T21:44:06.352Z", "FREQ=WEEKLY");
+        let starts: Vec<_> =
+            occurrences_in(&e, at("2026-12-01T00:00:00Z"), at("2026-12-20T00:00:00Z"))
+                .into_iter()
+                .map(|o| o.start_at)
+                .collect();
+        assert_eq!(
+            starts,
+            [
+                at("2026-12-03T21:44:06.352Z"),
+                at("2026-12-10T21:44:06.352Z"),
+                at("2026-12-17T21:44:06.352Z")
+            ]
+        );
     }
 
     #[test]
@@ -541,6 +663,7 @@ mod tests {
         let mut budget = Budget::for_listing();
         let day = e
             .occurrences(
+                chrono_tz::UTC,
                 at("2026-12-01T00:00:00Z"),
                 at("2026-12-02T00:00:00Z"),
                 None,
@@ -564,6 +687,7 @@ mod tests {
         let mut budget = Budget::for_listing();
         let page = e
             .occurrences(
+                chrono_tz::UTC,
                 at("2026-12-01T00:00:00Z"),
                 at("2026-12-02T00:00:00Z"),
                 None,
@@ -581,6 +705,7 @@ mod tests {
         let e = stored("2000-01-01T09:00:00Z", "FREQ=DAILY;COUNT=5000");
         let mut budget = Budget::new(1_000, std::time::Duration::from_secs(5));
         let result = e.occurrences(
+            chrono_tz::UTC,
             at("2010-01-01T00:00:00Z"),
             at("2010-01-02T00:00:00Z"),
             None,
@@ -601,7 +726,7 @@ mod tests {
         };
         let mut budget = Budget::for_listing();
         let page = e
-            .occurrences(from, to, Some(cursor), 3, &mut budget)
+            .occurrences(chrono_tz::UTC, from, to, Some(cursor), 3, &mut budget)
             .unwrap();
         let starts: Vec<_> = page.iter().map(|o| o.start_at).collect();
         assert_eq!(

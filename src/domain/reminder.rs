@@ -269,6 +269,64 @@ pub struct ReminderQuery {
     pub page: PageRequest,
 }
 
+/// The reminders an event's alerts call for next: for each alert (or only `only`), the first
+/// occurrence, in the user's zone, that starts after `after_occurrence` (if given) and whose
+/// alert time is after `now`. One reminder per alert is kept waiting; the next is made when it
+/// fires or leaves the queue, so a series never materialises more than its alerts.
+pub fn alert_reminders(
+    event: &super::event::Event,
+    tz: chrono_tz::Tz,
+    now: DateTime<Utc>,
+    only: Option<u32>,
+    after_occurrence: Option<DateTime<Utc>>,
+) -> Vec<Reminder> {
+    let alerts: Vec<u32> = event
+        .alerts
+        .iter()
+        .copied()
+        .filter(|m| only.is_none_or(|only| only == *m))
+        .collect();
+    let mut due = Vec::new();
+    for minutes in alerts {
+        let before = Duration::minutes(i64::from(minutes));
+        // Starts after both bounds; the walk looks ahead at most as far as a listing may.
+        let from = (now + before).max(after_occurrence.unwrap_or(now + before));
+        let to = from + Duration::days(super::event::MAX_RANGE_DAYS);
+        let mut budget = super::event::Budget::for_listing();
+        let Ok(starts) = event.occurrences(tz, from, to, None, 10, &mut budget) else {
+            tracing::warn!(event = %event.id, "an event's alert could not be expanded");
+            continue;
+        };
+        let Some(start) = starts.into_iter().map(|o| o.start_at).find(|s| *s > from) else {
+            continue;
+        };
+        due.push(Reminder {
+            id: Uuid::now_v7(),
+            text: event.title.clone(),
+            due_at: start - before,
+            task_id: None,
+            event_id: Some(event.id),
+            occurrence_at: Some(start),
+            alert_minutes: Some(minutes),
+            conversation_id: None,
+            status: ReminderStatus::Scheduled,
+            fired_at: None,
+            fired_late: false,
+            created_at: now,
+            updated_at: now,
+        });
+    }
+    due
+}
+
+/// Whether a change takes an alert's waiting reminder out of its series (fired, snoozed,
+/// dismissed, cancelled or deleted), so that the next occurrence's is made.
+pub fn leaves_alert_series(before: &Reminder, after: Option<&Reminder>) -> bool {
+    before.status == ReminderStatus::Scheduled
+        && before.alert_minutes.is_some()
+        && after.is_none_or(|a| a.status != ReminderStatus::Scheduled || a.alert_minutes.is_none())
+}
+
 /// What a change to a task does to its reminders still to fire.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TaskCascade {
@@ -403,6 +461,48 @@ mod tests {
             .apply(reminder(), now())
             .unwrap_err();
         assert!(matches!(err, DomainError::Validation(_)));
+    }
+
+    #[test]
+    fn an_alert_waits_for_the_next_occurrence_only() {
+        let start = now() + Duration::hours(1);
+        let event = crate::domain::event::NewEvent {
+            title: "Standup".into(),
+            description: None,
+            location: None,
+            start_at: start,
+            end_at: start + Duration::minutes(15),
+            is_all_day: false,
+            recurrence: Some("FREQ=DAILY".into()),
+            alerts: vec![10],
+        }
+        .validate(Uuid::now_v7(), now())
+        .unwrap();
+        let due = alert_reminders(&event, chrono_tz::UTC, now(), None, None);
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].due_at, start - Duration::minutes(10));
+        assert_eq!(due[0].occurrence_at, Some(start));
+        assert_eq!(due[0].alert_minutes, Some(10));
+        // Once it has left the queue, the next occurrence's.
+        let next = alert_reminders(&event, chrono_tz::UTC, now(), Some(10), Some(start));
+        assert_eq!(next[0].occurrence_at, Some(start + Duration::days(1)));
+        // Past today's alert time: tomorrow's occurrence.
+        let late = alert_reminders(
+            &event,
+            chrono_tz::UTC,
+            start - Duration::minutes(5),
+            None,
+            None,
+        );
+        assert_eq!(late[0].occurrence_at, Some(start + Duration::days(1)));
+        // Snoozed, dismissed or fired, it leaves the series; renamed, it stays.
+        let mut snoozed = due[0].clone();
+        snoozed.alert_minutes = None;
+        assert!(leaves_alert_series(&due[0], Some(&snoozed)));
+        assert!(leaves_alert_series(&due[0], None));
+        let mut renamed = due[0].clone();
+        renamed.text = "Daily standup".into();
+        assert!(!leaves_alert_series(&due[0], Some(&renamed)));
     }
 
     #[test]

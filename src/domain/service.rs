@@ -36,7 +36,11 @@ pub(super) const MAX_SERIES_PER_LISTING: i64 = 1_000;
 /// One page of a range listing: the single events and the occurrences of the series in the
 /// range, by `(startAt, id)`, after the page's cursor; and the series that could not be
 /// expanded within the listing's budget (left out of the page).
-pub(super) fn events_in_range(rows: RangeRows, query: &RangeQuery) -> (Page<Event>, Vec<Uuid>) {
+pub(super) fn events_in_range(
+    rows: RangeRows,
+    query: &RangeQuery,
+    tz: chrono_tz::Tz,
+) -> (Page<Event>, Vec<Uuid>) {
     let RangeQuery { range, page, .. } = *query;
     let RangeRows {
         single: mut events,
@@ -46,7 +50,7 @@ pub(super) fn events_in_range(rows: RangeRows, query: &RangeQuery) -> (Page<Even
     let mut budget = Budget::for_listing();
     let mut too_costly = Vec::new();
     for event in &series {
-        match event.occurrences(range.from, range.to, page.after, limit, &mut budget) {
+        match event.occurrences(tz, range.from, range.to, page.after, limit, &mut budget) {
             Ok(occurrences) => events.extend(occurrences),
             Err(TooCostly(id)) => too_costly.push(id),
         }
@@ -71,8 +75,9 @@ pub(super) fn events_in_range(rows: RangeRows, query: &RangeQuery) -> (Page<Even
 pub(super) async fn expand_range(
     rows: RangeRows,
     query: RangeQuery,
+    tz: chrono_tz::Tz,
 ) -> DomainResult<(Page<Event>, Vec<Uuid>)> {
-    tokio::task::spawn_blocking(move || events_in_range(rows, &query))
+    tokio::task::spawn_blocking(move || events_in_range(rows, &query, tz))
         .await
         .map_err(|e| DomainError::Internal(anyhow::anyhow!("event expansion failed: {e}")))
 }
@@ -396,7 +401,7 @@ impl Domain {
             max_series: MAX_SERIES_PER_LISTING,
         };
         let rows = self.ports.events.list_in_range(user, &query).await?;
-        let (page, too_costly) = expand_range(rows, query).await?;
+        let (page, too_costly) = expand_range(rows, query, self.settings.timezone).await?;
         if let Some(series) = too_costly.first() {
             return Err(DomainError::invalid(
                 "range",

@@ -264,6 +264,8 @@ struct CreateEvent {
     #[serde(default)]
     is_all_day: bool,
     recurrence: Option<String>,
+    #[serde(default)]
+    alerts: Vec<u32>,
 }
 
 #[derive(Deserialize)]
@@ -281,6 +283,7 @@ struct UpdateEvent {
     is_all_day: Option<bool>,
     #[serde(default, deserialize_with = "nullable")]
     recurrence: Option<Option<String>>,
+    alerts: Option<Vec<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -462,6 +465,7 @@ impl DomainTools {
             end_at,
             is_all_day: a.is_all_day,
             recurrence: a.recurrence,
+            alerts: a.alerts,
         };
         let event = self.domain.create_event(&self.user, new).await?;
         Ok(json!({ "event": event }))
@@ -497,6 +501,7 @@ impl DomainTools {
             end_at: time(a.end_at, "end_at", self.tz)?,
             is_all_day: a.is_all_day,
             recurrence: a.recurrence,
+            alerts: a.alerts,
         };
         let event = self
             .domain
@@ -606,7 +611,7 @@ impl DomainTools {
                 .due_at
                 .map(|due| due - before)
                 .ok_or_else(|| format!("the task {:?} has no due time: give due_at", task.title))?,
-            (None, None, Some(event)) => next_start(event, now)
+            (None, None, Some(event)) => next_start(event, now, self.tz)
                 .map(|start| start - before)
                 .ok_or_else(|| format!("the event {:?} has no start ahead", event.title))?,
             (None, None, None) => {
@@ -716,14 +721,14 @@ impl DomainTools {
 }
 
 /// When the event (or its next occurrence) starts, if it starts after `now`.
-fn next_start(event: &Event, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+fn next_start(event: &Event, now: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
     if event.recurrence.is_none() {
         return (event.start_at > now).then_some(event.start_at);
     }
     let mut budget = super::event::Budget::for_listing();
     let to = now + Duration::days(super::event::MAX_RANGE_DAYS);
     event
-        .occurrences(now, to, None, 2, &mut budget)
+        .occurrences(tz, now, to, None, 2, &mut budget)
         .ok()?
         .into_iter()
         .map(|o| o.start_at)

@@ -68,6 +68,10 @@ struct CreateBody {
     #[serde(default)]
     is_all_day: bool,
     recurrence: Option<String>,
+    /// Minutes before each occurrence's start to remind at (at most 5, each 0 to 40,320).
+    #[serde(default)]
+    #[schema(max_items = 5)]
+    alerts: Vec<u32>,
 }
 
 /// Create an event
@@ -91,6 +95,7 @@ async fn create(
         end_at: body.end_at,
         is_all_day: body.is_all_day,
         recurrence: body.recurrence,
+        alerts: body.alerts,
     };
     let event = state.domain.create_event(&user.0, new).await?;
     Ok(HttpResponse::Created().json(event))
@@ -131,6 +136,10 @@ struct PatchBody {
     is_all_day: Option<Option<bool>>,
     #[serde(default, deserialize_with = "nullable")]
     recurrence: Option<Option<String>>,
+    /// Replaces the alerts (`[]`: none).
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Vec<u32>, max_items = 5)]
+    alerts: Option<Option<Vec<u32>>>,
 }
 
 impl TryFrom<PatchBody> for EventPatch {
@@ -145,6 +154,7 @@ impl TryFrom<PatchBody> for EventPatch {
             description: body.description,
             location: body.location,
             recurrence: body.recurrence,
+            alerts: not_null("alerts", body.alerts, &mut errors),
         };
         errors.into_result()?;
         Ok(patch)

@@ -312,6 +312,17 @@ const LINKS: &[(&str, &str, &str, &str, &[&str])] = &[
         ],
     ),
     (
+        "/v1/reminders",
+        "post",
+        "201",
+        "$response.body#/id",
+        &[
+            "get_v1_reminders_id",
+            "patch_v1_reminders_id",
+            "delete_v1_reminders_id",
+        ],
+    ),
+    (
         "/v1/memories",
         "post",
         "201",

@@ -685,3 +685,213 @@ async fn reminder_status(app: &TestApp, reminder: &Value) -> String {
         .unwrap()
         .to_owned()
 }
+
+async fn scheduled_alerts(app: &TestApp, user: &str) -> Vec<Value> {
+    let list = app.get("/v1/reminders?status=scheduled", user).await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.body);
+    list.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| !r["alertMinutes"].is_null())
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn a_weekly_events_alerts_keep_its_wall_clock_time_across_a_daylight_saving_change() {
+    // London leaves GMT for BST on Sunday 28 March 2027: a Monday 09:00 standup starts at
+    // 09:00Z before and 08:00Z after, and its alert 15 minutes before moves with it.
+    let app = spawn_app_with(
+        |c| c.ai.timezone = "Europe/London".into(),
+        Default::default(),
+    )
+    .await;
+    let event = app
+        .create_event(
+            "alice",
+            json!({
+                "title": "Standup",
+                "startAt": "2027-03-15T09:00:00Z",
+                "endAt": "2027-03-15T09:15:00Z",
+                "recurrence": "FREQ=WEEKLY;BYDAY=MO",
+                "alerts": [15, 15, 0],
+            }),
+        )
+        .await;
+    assert_eq!(event["alerts"], json!([0, 15]));
+    let listed = app
+        .get(
+            "/v1/events?from=2027-03-14T00:00:00Z&to=2027-04-06T00:00:00Z",
+            "alice",
+        )
+        .await;
+    let starts: Vec<&str> = listed.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["startAt"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        starts,
+        [
+            "2027-03-15T09:00:00Z",
+            "2027-03-22T09:00:00Z",
+            "2027-03-29T08:00:00Z",
+            "2027-04-05T08:00:00Z"
+        ]
+    );
+    // One waiting reminder per alert, for the next occurrence only.
+    let alerts = scheduled_alerts(&app, "alice").await;
+    let mut due: Vec<(&str, u64)> = alerts
+        .iter()
+        .map(|r| {
+            (
+                r["dueAt"].as_str().unwrap(),
+                r["alertMinutes"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    due.sort();
+    assert_eq!(
+        due,
+        [("2027-03-15T08:45:00Z", 15), ("2027-03-15T09:00:00Z", 0)]
+    );
+    assert!(alerts.iter().all(|r| r["eventId"] == event["id"]
+        && r["text"] == "Standup"
+        && r["occurrenceAt"] == "2027-03-15T09:00:00Z"));
+    // Dismissing the 15-minute alert of each occurrence in turn brings the next one's, across
+    // the change.
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let waiting = scheduled_alerts(&app, "alice").await;
+        let fifteen = waiting
+            .iter()
+            .find(|r| r["alertMinutes"] == 15)
+            .expect("the 15-minute alert waits")
+            .clone();
+        seen.push(fifteen["dueAt"].as_str().unwrap().to_owned());
+        let path = format!("/v1/reminders/{}", fifteen["id"].as_str().unwrap());
+        let reply = app
+            .patch(&path, "alice", json!({ "status": "dismissed" }))
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    }
+    assert_eq!(
+        seen,
+        [
+            "2027-03-15T08:45:00Z",
+            "2027-03-22T08:45:00Z",
+            "2027-03-29T07:45:00Z"
+        ]
+    );
+    // Still one per alert waiting: the series is never materialised.
+    assert_eq!(scheduled_alerts(&app, "alice").await.len(), 2);
+}
+
+#[tokio::test]
+async fn an_events_alert_fires_at_its_time_and_the_next_occurrence_gets_its_own() {
+    let app = spawn_app().await;
+    let mut socket = Client::connect(&app, "alice").await;
+    let start = Utc::now() + chrono::Duration::milliseconds(1500);
+    let event = app
+        .create_event(
+            "alice",
+            json!({
+                "title": "Pills",
+                "startAt": iso(start),
+                "endAt": iso(start + chrono::Duration::minutes(5)),
+                "recurrence": "FREQ=DAILY",
+                "alerts": [0],
+            }),
+        )
+        .await;
+    let due = socket.event("reminder:due").await;
+    assert_eq!(due["reminder"]["eventId"], event["id"]);
+    assert_eq!(due["reminder"]["text"], "Pills");
+    assert_eq!(
+        time(&due["reminder"]["occurrenceAt"]),
+        time(&json!(iso(start)))
+    );
+    let waiting = scheduled_alerts(&app, "alice").await;
+    assert_eq!(waiting.len(), 1, "{waiting:?}");
+    assert_eq!(
+        time(&waiting[0]["occurrenceAt"]),
+        time(&json!(iso(start))) + chrono::Duration::days(1)
+    );
+}
+
+#[tokio::test]
+async fn editing_an_events_alerts_rule_or_start_remakes_its_reminders_and_deleting_cancels_them() {
+    let app = spawn_app().await;
+    let start = Utc::now() + chrono::Duration::days(2);
+    let event = app
+        .create_event(
+            "alice",
+            json!({
+                "title": "Yoga",
+                "startAt": iso(start),
+                "endAt": iso(start + chrono::Duration::hours(1)),
+                "recurrence": "FREQ=WEEKLY",
+                "alerts": [30],
+            }),
+        )
+        .await;
+    let path = format!("/v1/events/{}", event["id"].as_str().unwrap());
+    let first = scheduled_alerts(&app, "alice").await;
+    assert_eq!(first.len(), 1);
+    assert_eq!(
+        time(&first[0]["dueAt"]),
+        time(&json!(iso(start))) - chrono::Duration::minutes(30)
+    );
+
+    // New alerts replace the old ones.
+    let reply = app
+        .patch(&path, "alice", json!({ "alerts": [10, 60] }))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let mut minutes: Vec<u64> = scheduled_alerts(&app, "alice")
+        .await
+        .iter()
+        .map(|r| r["alertMinutes"].as_u64().unwrap())
+        .collect();
+    minutes.sort();
+    assert_eq!(minutes, [10, 60]);
+
+    // A later start moves them.
+    let later = start + chrono::Duration::hours(3);
+    app.patch(
+        &path,
+        "alice",
+        json!({ "startAt": iso(later), "endAt": iso(later + chrono::Duration::hours(1)) }),
+    )
+    .await;
+    for r in scheduled_alerts(&app, "alice").await {
+        assert_eq!(time(&r["occurrenceAt"]), time(&json!(iso(later))));
+    }
+
+    // Too many or too early alerts are refused, naming the field.
+    for alerts in [json!([1, 2, 3, 4, 5, 6]), json!([40_321]), json!(null)] {
+        let reply = app.patch(&path, "alice", json!({ "alerts": alerts })).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+        assert!(
+            reply.body["error"]["details"]["alerts"].is_string(),
+            "{}",
+            reply.body
+        );
+    }
+
+    // No alerts: none wait. Deleted: what waited is cancelled.
+    app.patch(&path, "alice", json!({ "alerts": [] })).await;
+    assert!(scheduled_alerts(&app, "alice").await.is_empty());
+    app.patch(&path, "alice", json!({ "alerts": [5] })).await;
+    assert_eq!(
+        app.delete(&path, "alice").await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert!(scheduled_alerts(&app, "alice").await.is_empty());
+    assert_eq!(
+        app.count("SELECT count(*) FROM reminders WHERE status = 'cancelled'"),
+        1
+    );
+}

@@ -1,0 +1,1 @@
+DROP INDEX reminders_alert_series_key;
