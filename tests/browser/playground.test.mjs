@@ -273,3 +273,51 @@ test("a send whose ack is lost is retried with its clientMessageId after reconne
   assert.equal(await a.page.locator("#messages li.user").count(), 1, "one bubble for the message");
   noProblems(a);
 });
+
+test("a due reminder shows on every page, and snoozing or dismissing it on one clears it on the others", { timeout: TEST_MS }, async (t) => {
+  const base = env("PIXIE_URL");
+  const id = user("reminders");
+  // Fired while no page was open: shown once the user signs in.
+  const missed = await rest(base, "POST", "/v1/reminders", id, {
+    text: "Take the bins out",
+    dueAt: new Date(Date.now() + 300).toISOString(),
+  });
+  assert.equal(missed.status, 201);
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+
+  const a = await open(t);
+  const b = await open(t, { viewport: PHONE, isMobile: true });
+  await signIn(a.page, base, id);
+  await signIn(b.page, base, id);
+  const bins = (p) => p.page.locator(".notification", { hasText: "Take the bins out" });
+  await bins(a).waitFor();
+  await bins(b).waitFor();
+
+  const tea = await rest(base, "POST", "/v1/reminders", id, {
+    text: "Tea is ready",
+    dueAt: new Date(Date.now() + 1500).toISOString(),
+  });
+  assert.equal(tea.status, 201);
+  const teaNote = (p) => p.page.locator(".notification", { hasText: "Tea is ready" });
+  await teaNote(a).waitFor();
+  await teaNote(b).waitFor();
+  await shoot(a.page, "reminder-desktop-light");
+  await shoot(b.page, "reminder-phone-light");
+
+  // Snoozed on the desktop: gone on both, and scheduled ten minutes on.
+  await teaNote(a).getByRole("button", { name: "Snooze 10 min" }).click();
+  await teaNote(a).waitFor({ state: "detached" });
+  await teaNote(b).waitFor({ state: "detached" });
+  const snoozed = await rest(base, "GET", `/v1/reminders/${tea.body.id}`, id);
+  assert.equal(snoozed.body.status, "scheduled");
+  const ahead = Date.parse(snoozed.body.dueAt) - Date.now();
+  assert.ok(ahead > 9 * 60_000 && ahead <= 10 * 60_000, `snoozed ${ahead} ms ahead`);
+
+  // Dismissed on the phone: gone on both.
+  await bins(b).getByRole("button", { name: "Dismiss" }).click();
+  await bins(b).waitFor({ state: "detached" });
+  await bins(a).waitFor({ state: "detached" });
+  const dismissed = await rest(base, "GET", `/v1/reminders/${missed.body.id}`, id);
+  assert.equal(dismissed.body.status, "dismissed");
+  noProblems(a, b);
+});

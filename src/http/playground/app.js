@@ -377,6 +377,7 @@ async function signIn(candidate) {
     loadTasks(),
     loadEvents(),
     loadMemories(),
+    loadReminders(),
   ]);
   $("message").focus();
 }
@@ -389,6 +390,7 @@ function signOut(reason = "") {
   pending.clear();
   tasks.clear();
   bubbles.clear();
+  for (const id of [...shownReminders.keys()]) hideReminder(id);
   $("workspace").hidden = true;
   $("sign-in").hidden = false;
   $("sign-out").hidden = true;
@@ -446,6 +448,7 @@ function onConnected() {
   loadTasks();
   loadEvents();
   loadMemories();
+  loadReminders();
 }
 
 function onEvent(name, payload) {
@@ -495,6 +498,13 @@ function onEvent(name, payload) {
     case "task:deleted":
       taskDeleted(payload.id);
       break;
+    case "reminder:due":
+      showReminder(payload.reminder);
+      break;
+    case "reminder:updated":
+      // Snoozed, dismissed or cancelled anywhere: it is no longer due here either.
+      if (payload.reminder?.status !== "fired") hideReminder(payload.reminder?.id);
+      break;
     case "event:created":
     case "event:updated":
     case "event:deleted":
@@ -504,6 +514,81 @@ function onEvent(name, payload) {
     default:
       break;
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reminders: in-page notifications with snooze and dismiss
+
+/** The notifications shown, by reminder id. */
+const shownReminders = new Map();
+const NOTIFICATIONS_MAX = 10;
+const SNOOZE_MINUTES = 10;
+
+function showReminder(reminder) {
+  if (!reminder?.id || reminder.status !== "fired") return;
+  hideReminder(reminder.id);
+  const snooze = el("button", {
+    type: "button",
+    class: "secondary",
+    text: `Snooze ${SNOOZE_MINUTES} min`,
+    onclick: () => act(reminder, "reminder:snooze", {
+      id: reminder.id,
+      until: new Date(Date.now() + SNOOZE_MINUTES * 60_000).toISOString(),
+    }),
+  });
+  const dismiss = el("button", {
+    type: "button",
+    text: "Dismiss",
+    onclick: () => act(reminder, "reminder:dismiss", { id: reminder.id }),
+  });
+  const note = el(
+    "article",
+    { class: "notification", "data-id": reminder.id, role: "alert" },
+    el("p", { class: "title", text: reminder.text }),
+    el("p", {
+      class: "when",
+      text: `${reminder.firedLate ? "Missed reminder" : "Reminder"} · ${when(reminder.dueAt)}`,
+    }),
+    el("div", { class: "row" }, snooze, dismiss),
+  );
+  shownReminders.set(reminder.id, note);
+  $("notifications").prepend(note);
+  // The oldest go when too many wait.
+  for (const [id, node] of [...shownReminders].slice(NOTIFICATIONS_MAX)) {
+    node.remove();
+    shownReminders.delete(id);
+  }
+}
+
+function hideReminder(id) {
+  shownReminders.get(id)?.remove();
+  shownReminders.delete(id);
+}
+
+async function act(reminder, event, payload) {
+  const note = shownReminders.get(reminder.id);
+  for (const button of note?.querySelectorAll("button") ?? []) button.disabled = true;
+  try {
+    const ack = await realtime.request(event, payload);
+    if (ack?.ok) {
+      hideReminder(reminder.id);
+      return;
+    }
+  } catch {
+    // Not connected: the buttons come back; the reminder is still due.
+  }
+  for (const button of note?.querySelectorAll("button") ?? []) button.disabled = false;
+}
+
+/** Reminders that fired while no page was open (or missed while offline) and wait still. */
+async function loadReminders() {
+  let page;
+  try {
+    page = await api("GET", `/v1/reminders${query({ status: "fired", limit: NOTIFICATIONS_MAX })}`);
+  } catch {
+    return;
+  }
+  for (const reminder of page.items) showReminder(reminder);
 }
 
 function onMessage(message) {
