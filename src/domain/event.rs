@@ -86,6 +86,24 @@ impl Event {
         }
     }
 
+    /// When the event, or its first occurrence on the wall clock of `tz`, starts strictly after
+    /// `after`; None when none is ahead within a listing's range and budget.
+    pub fn next_start_after(
+        &self,
+        tz: chrono_tz::Tz,
+        after: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        let to = after + Duration::days(MAX_RANGE_DAYS);
+        // Occurrences still running at `after` come first: a few more are walked past them.
+        match self.occurrences(tz, after, to, None, 10, &mut Budget::for_listing()) {
+            Ok(found) => found.into_iter().map(|o| o.start_at).find(|s| *s > after),
+            Err(TooCostly(id)) => {
+                tracing::warn!(event = %id, "the next occurrence is too costly to find");
+                None
+            }
+        }
+    }
+
     /// The occurrences of this series that overlap `[from, to)` and come after `cursor`, in
     /// start order, at most `limit` of them; or the event itself when it does not recur and
     /// overlaps the range. The walk starts a period or two before the range (not at the series

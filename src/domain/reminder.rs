@@ -289,15 +289,9 @@ pub fn alert_reminders(
     let mut due = Vec::new();
     for minutes in alerts {
         let before = Duration::minutes(i64::from(minutes));
-        // Starts after both bounds; the walk looks ahead at most as far as a listing may.
+        // Starts after both bounds.
         let from = (now + before).max(after_occurrence.unwrap_or(now + before));
-        let to = from + Duration::days(super::event::MAX_RANGE_DAYS);
-        let mut budget = super::event::Budget::for_listing();
-        let Ok(starts) = event.occurrences(tz, from, to, None, 10, &mut budget) else {
-            tracing::warn!(event = %event.id, "an event's alert could not be expanded");
-            continue;
-        };
-        let Some(start) = starts.into_iter().map(|o| o.start_at).find(|s| *s > from) else {
+        let Some(start) = event.next_start_after(tz, from) else {
             continue;
         };
         due.push(Reminder {

@@ -611,7 +611,8 @@ impl DomainTools {
                 .due_at
                 .map(|due| due - before)
                 .ok_or_else(|| format!("the task {:?} has no due time: give due_at", task.title))?,
-            (None, None, Some(event)) => next_start(event, now, self.tz)
+            (None, None, Some(event)) => event
+                .next_start_after(self.tz, now)
                 .map(|start| start - before)
                 .ok_or_else(|| format!("the event {:?} has no start ahead", event.title))?,
             (None, None, None) => {
@@ -718,21 +719,6 @@ impl DomainTools {
             .await?;
         Ok(json!({ "reminder": reminder }))
     }
-}
-
-/// When the event (or its next occurrence) starts, if it starts after `now`.
-fn next_start(event: &Event, now: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
-    if event.recurrence.is_none() {
-        return (event.start_at > now).then_some(event.start_at);
-    }
-    let mut budget = super::event::Budget::for_listing();
-    let to = now + Duration::days(super::event::MAX_RANGE_DAYS);
-    event
-        .occurrences(tz, now, to, None, 2, &mut budget)
-        .ok()?
-        .into_iter()
-        .map(|o| o.start_at)
-        .find(|start| *start > now)
 }
 
 fn words(text: &str) -> Vec<String> {
