@@ -346,6 +346,8 @@ impl Domain {
         patch: TaskPatch,
     ) -> DomainResult<Task> {
         let now = self.ports.clock.now();
+        // Only a new due time can bring its reminders earlier than the scheduler's next wake.
+        let moves_reminders = patch.due_at.is_some();
         let task = self
             .ports
             .tasks
@@ -353,7 +355,9 @@ impl Domain {
             .await?
             .ok_or(DomainError::NotFound)?;
         self.signal_index();
-        self.signal_reminders();
+        if moves_reminders {
+            self.signal_reminders();
+        }
         self.publish(user, Change::TaskUpdated(task.clone()));
         Ok(task)
     }
@@ -375,6 +379,9 @@ impl Domain {
         let event = new.validate(Uuid::now_v7(), self.ports.clock.now())?;
         self.ports.events.insert(user, &event).await?;
         self.signal_index();
+        if !event.alerts.is_empty() {
+            self.signal_reminders();
+        }
         self.publish(user, Change::EventCreated(event.clone()));
         Ok(event)
     }
@@ -423,6 +430,8 @@ impl Domain {
         patch: EventPatch,
     ) -> DomainResult<Event> {
         let now = self.ports.clock.now();
+        let moves_reminders =
+            patch.start_at.is_some() || patch.recurrence.is_some() || patch.alerts.is_some();
         let event = self
             .ports
             .events
@@ -430,7 +439,9 @@ impl Domain {
             .await?
             .ok_or(DomainError::NotFound)?;
         self.signal_index();
-        self.signal_reminders();
+        if moves_reminders {
+            self.signal_reminders();
+        }
         self.publish(user, Change::EventUpdated(event.clone()));
         Ok(event)
     }

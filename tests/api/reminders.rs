@@ -809,6 +809,12 @@ async fn an_events_alert_fires_at_its_time_and_the_next_occurrence_gets_its_own(
     let due = socket.event("reminder:due").await;
     assert_eq!(due["reminder"]["eventId"], event["id"]);
     assert_eq!(due["reminder"]["text"], "Pills");
+    // The new event's alert woke the scheduler: it did not wait for its next poll.
+    let lateness = time(&due["reminder"]["firedAt"]) - time(&due["reminder"]["dueAt"]);
+    assert!(
+        lateness < chrono::Duration::seconds(1),
+        "fired {lateness} after its time"
+    );
     assert_eq!(
         time(&due["reminder"]["occurrenceAt"]),
         time(&json!(iso(start)))
