@@ -34,6 +34,8 @@ use crate::ws::{self, Realtime};
 pub struct Secrets {
     pub clerk_secret_key: Option<String>,
     pub clerk_webhook_secret: Option<String>,
+    /// Web Push's VAPID private key (base64url); generated under `server.data_dir` when unset.
+    pub vapid_private_key: Option<String>,
     pub ai: AiSecrets,
 }
 
@@ -43,6 +45,7 @@ impl Secrets {
         Self {
             clerk_secret_key: read("CLERK_SECRET_KEY"),
             clerk_webhook_secret: read("CLERK_WEBHOOK_SECRET"),
+            vapid_private_key: read("PIXIE_VAPID_PRIVATE_KEY"),
             ai: AiSecrets {
                 anthropic_api_key: read("ANTHROPIC_API_KEY"),
                 openai_api_key: read("OPENAI_API_KEY"),
@@ -193,6 +196,13 @@ impl Application {
                 memories: store.clone(),
                 conversations: store.clone(),
                 reminders: store.clone(),
+                push: store.clone(),
+                pusher: Arc::new(crate::push::WebPush::new(
+                    &config.push,
+                    &config.server.data_dir,
+                    secrets.vapid_private_key.as_deref(),
+                    config.auth.mode == crate::config::AuthMode::Dev,
+                )?),
                 lexical: store.clone(),
                 turn_reads: store.clone(),
                 outbox: store.clone(),
@@ -243,9 +253,14 @@ impl Application {
         if config.reminders.enabled {
             let scheduler = Scheduler {
                 domain: domain.clone(),
-                settings: config.reminders.scheduler(),
+                settings: config.reminders.scheduler(&config.push),
             };
             tokio::spawn(scheduler.run(stop_background.clone()));
+            let pusher = crate::domain::push::PushWorker {
+                domain: domain.clone(),
+                settings: config.push.worker(&config.reminders),
+            };
+            tokio::spawn(pusher.run(stop_background.clone()));
         } else {
             tracing::info!("reminders.enabled = false: another instance fires reminders");
         }

@@ -23,6 +23,7 @@ pub struct Config {
     pub vector: VectorConfig,
     pub realtime: RealtimeConfig,
     pub reminders: RemindersConfig,
+    pub push: PushConfig,
     pub log: LogConfig,
 }
 
@@ -407,11 +408,56 @@ impl Default for RemindersConfig {
 }
 
 impl RemindersConfig {
-    pub fn scheduler(&self) -> crate::domain::reminders::SchedulerSettings {
+    pub fn scheduler(&self, push: &PushConfig) -> crate::domain::reminders::SchedulerSettings {
         crate::domain::reminders::SchedulerSettings {
             batch_size: self.batch_size,
             poll: Duration::from_millis(self.poll_ms),
             max_lateness: Duration::from_secs(self.max_lateness_secs),
+            push_ttl: Duration::from_secs(push.ttl_secs),
+        }
+    }
+}
+
+/// Web Push of fired reminders. The VAPID private key is a secret: `PIXIE_VAPID_PRIVATE_KEY`
+/// only (else generated once under `server.data_dir`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PushConfig {
+    /// Who runs this server, for push services (RFC 8292 `sub`): `mailto:` or an `https:` URL.
+    pub subject: String,
+    /// How long a fired reminder is worth pushing; the push's TTL counts down from it.
+    pub ttl_secs: u64,
+    /// The longest one push may take (connect, send, answer).
+    pub timeout_ms: u64,
+    /// Attempts (429, 5xx, no answer) before a push is given up.
+    pub max_attempts: u32,
+    /// Pushes in flight at once.
+    pub concurrency: usize,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        Self {
+            subject: "mailto:admin@localhost".to_owned(),
+            ttl_secs: 3600,
+            timeout_ms: 10_000,
+            max_attempts: 6,
+            concurrency: 16,
+        }
+    }
+}
+
+impl PushConfig {
+    pub fn worker(&self, reminders: &RemindersConfig) -> crate::domain::push::PushSettings {
+        let timeout = Duration::from_millis(self.timeout_ms);
+        crate::domain::push::PushSettings {
+            concurrency: self.concurrency,
+            max_attempts: self.max_attempts,
+            // Longer than a send can take, so a live worker's claim is never taken over.
+            lease: (timeout * 3).max(Duration::from_secs(30)),
+            ttl: Duration::from_secs(self.ttl_secs),
+            poll: Duration::from_millis(reminders.poll_ms),
+            ..Default::default()
         }
     }
 }
@@ -647,6 +693,22 @@ impl Config {
         }
         if !(1..=1000).contains(&self.reminders.batch_size) {
             problems.push("reminders.batch_size must be 1 to 1000".to_owned());
+        }
+        let push = &self.push;
+        if !(push.subject.starts_with("mailto:") || push.subject.starts_with("https://")) {
+            problems.push("push.subject must be a mailto: or https: URL".to_owned());
+        }
+        if !(60..=86_400).contains(&push.ttl_secs) {
+            problems.push("push.ttl_secs must be 60 to 86400".to_owned());
+        }
+        if !(100..=60_000).contains(&push.timeout_ms) {
+            problems.push("push.timeout_ms must be 100 to 60000".to_owned());
+        }
+        if !(1..=20).contains(&push.max_attempts) {
+            problems.push("push.max_attempts must be 1 to 20".to_owned());
+        }
+        if !(1..=256).contains(&push.concurrency) {
+            problems.push("push.concurrency must be 1 to 256".to_owned());
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             problems.push(format!("log.level is not a valid filter: {e}"));

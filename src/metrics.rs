@@ -86,7 +86,8 @@ struct StoreLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReminderLabels {
-    /// `on_time`, or `late` (found past `reminders.max_lateness_secs`: not delivered).
+    /// Reminders: `on_time`, or `late` (found past `reminders.max_lateness_secs`: not
+    /// delivered). Pushes: a `DeliveryResult::outcome`. Fixed sets either way.
     outcome: &'static str,
 }
 
@@ -126,6 +127,7 @@ pub struct Metrics {
     search_duration: HistogramFamily<LegLabels>,
     reminders_fired: Family<ReminderLabels, Counter>,
     reminder_lateness: Histogram,
+    push_deliveries: Family<ReminderLabels, Counter>,
     pub outbox_backlog: Gauge,
     pub outbox_oldest_seconds: Gauge<f64, AtomicU64>,
     pub pool_connections: Gauge,
@@ -151,6 +153,7 @@ impl Default for Metrics {
         let search_duration = HistogramFamily::new_with_constructor(latency_histogram as fn() -> _);
         let reminders_fired = Family::<ReminderLabels, Counter>::default();
         let reminder_lateness = latency_histogram();
+        let push_deliveries = Family::<ReminderLabels, Counter>::default();
         let outbox_backlog = Gauge::default();
         let outbox_oldest_seconds = Gauge::<f64, AtomicU64>::default();
         let pool_connections = Gauge::default();
@@ -224,6 +227,11 @@ impl Default for Metrics {
             reminder_lateness.clone(),
         );
         registry.register(
+            "push_deliveries",
+            "Web Push attempts, by outcome: sent, gone (subscription removed), retry, failed, expired",
+            push_deliveries.clone(),
+        );
+        registry.register(
             "outbox_backlog",
             "Index changes waiting in the outbox",
             outbox_backlog.clone(),
@@ -264,6 +272,7 @@ impl Default for Metrics {
             search_duration,
             reminders_fired,
             reminder_lateness,
+            push_deliveries,
             outbox_backlog,
             outbox_oldest_seconds,
             pool_connections,
@@ -392,5 +401,11 @@ impl Meter for Metrics {
             .get_or_create(&ReminderLabels { outcome })
             .inc();
         self.reminder_lateness.observe(lateness.as_secs_f64());
+    }
+
+    fn push_delivered(&self, outcome: &'static str) {
+        self.push_deliveries
+            .get_or_create(&ReminderLabels { outcome })
+            .inc();
     }
 }

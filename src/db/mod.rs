@@ -7,6 +7,7 @@
 mod lexical;
 mod models;
 mod outbox;
+mod push;
 pub mod relay;
 mod reminders;
 mod repos;

@@ -375,6 +375,7 @@ fn fire_due(conn: &mut PgConnection, request: &FireRequest) -> DbResult<FiredBat
         max_lateness,
         limit,
         timezone,
+        push_ttl,
     } = *request;
     let rows: Vec<ReminderRow> = reminders::table
         .filter(reminders::status.eq(SCHEDULED))
@@ -430,6 +431,8 @@ fn fire_due(conn: &mut PgConnection, request: &FireRequest) -> DbResult<FiredBat
             ))
             .execute(conn)?;
     }
+    // In this transaction: a crash after it commits leaves the pushes to send, never lost.
+    let pushes = super::push::queue_pushes(conn, &on_time, now, push_ttl)? as u64;
     for f in &fired {
         if f.reminder.alert_minutes.is_some() {
             continue_series(conn, &f.user, &f.reminder, timezone, now)?;
@@ -447,5 +450,9 @@ fn fire_due(conn: &mut PgConnection, request: &FireRequest) -> DbResult<FiredBat
         .filter(reminders::status.eq(SCHEDULED))
         .select(diesel::dsl::min(reminders::due_at))
         .first(conn)?;
-    Ok(FiredBatch { fired, next_due })
+    Ok(FiredBatch {
+        fired,
+        pushes,
+        next_due,
+    })
 }

@@ -60,6 +60,30 @@ diesel::table! {
 }
 
 diesel::table! {
+    push_deliveries (reminder_id, subscription_id) {
+        reminder_id -> Uuid,
+        subscription_id -> Uuid,
+        state -> Text,
+        attempts -> Int4,
+        next_attempt_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        last_status -> Nullable<Int4>,
+        done_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    push_subscriptions (id) {
+        id -> Uuid,
+        user_id -> Text,
+        endpoint -> Text,
+        p256dh -> Text,
+        auth -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     reminders (id) {
         id -> Uuid,
         user_id -> Text,
@@ -128,6 +152,9 @@ diesel::joinable!(events -> users (user_id));
 diesel::joinable!(memories -> users (user_id));
 diesel::joinable!(messages -> conversations (conversation_id));
 diesel::joinable!(messages -> users (user_id));
+diesel::joinable!(push_deliveries -> push_subscriptions (subscription_id));
+diesel::joinable!(push_deliveries -> reminders (reminder_id));
+diesel::joinable!(push_subscriptions -> users (user_id));
 diesel::joinable!(reminders -> conversations (conversation_id));
 diesel::joinable!(reminders -> events (event_id));
 diesel::joinable!(reminders -> tasks (task_id));
@@ -140,6 +167,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     events,
     memories,
     messages,
+    push_deliveries,
+    push_subscriptions,
     reminders,
     tasks,
     users,

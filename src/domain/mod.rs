@@ -12,6 +12,7 @@ pub mod limits;
 pub mod memory;
 pub mod page;
 pub mod ports;
+pub mod push;
 pub mod recall;
 pub mod reminder;
 pub mod reminders;

@@ -185,6 +185,8 @@ pub struct FireRequest {
     pub limit: i64,
     /// The zone times are told in (a missed reminder's message).
     pub timezone: chrono_tz::Tz,
+    /// How long a push of a reminder fired now is worth sending.
+    pub push_ttl: chrono::Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -198,6 +200,8 @@ pub struct Fired {
 #[derive(Debug, Clone, Default)]
 pub struct FiredBatch {
     pub fired: Vec<Fired>,
+    /// Push deliveries queued for the reminders fired on time (one per subscription).
+    pub pushes: u64,
     /// The earliest due time of the reminders still to fire (after this batch), if any;
     /// it may be past when other workers hold due rows.
     pub next_due: Option<DateTime<Utc>>,
@@ -363,6 +367,9 @@ pub trait Meter: Send + Sync {
     fn searched(&self, leg: SearchLeg, elapsed: std::time::Duration);
     /// A reminder fired `lateness` after its time (`late`: too late to be delivered).
     fn reminder_fired(&self, late: bool, lateness: std::time::Duration);
+    /// A push delivery ended or was put off: `outcome` is one of
+    /// [`DeliveryResult::outcome`](super::push::DeliveryResult::outcome)'s.
+    fn push_delivered(&self, outcome: &'static str);
 }
 
 /// Measures nothing (tests, tools that embed the domain).
@@ -373,4 +380,5 @@ impl Meter for NoMeter {
     fn tool_called(&self, _: &'static str, _: bool) {}
     fn searched(&self, _: SearchLeg, _: std::time::Duration) {}
     fn reminder_fired(&self, _: bool, _: std::time::Duration) {}
+    fn push_delivered(&self, _: &'static str) {}
 }

@@ -92,8 +92,7 @@ impl Domain {
     /// message in the reminder's conversation.
     pub async fn fire_due_reminders(
         &self,
-        limit: i64,
-        max_lateness: Duration,
+        settings: &SchedulerSettings,
     ) -> DomainResult<FiredBatch> {
         let now = self.ports.clock.now();
         let batch = self
@@ -101,12 +100,17 @@ impl Domain {
             .reminders
             .fire_due(&FireRequest {
                 now,
-                max_lateness: chrono::Duration::from_std(max_lateness)
+                max_lateness: chrono::Duration::from_std(settings.max_lateness)
                     .unwrap_or(chrono::Duration::MAX),
-                limit,
+                limit: settings.batch_size,
                 timezone: self.settings.timezone,
+                push_ttl: chrono::Duration::from_std(settings.push_ttl)
+                    .unwrap_or(chrono::Duration::MAX),
             })
             .await?;
+        if batch.pushes > 0 {
+            self.push_signal().notify_one();
+        }
         for fired in &batch.fired {
             let reminder = &fired.reminder;
             let late = reminder.fired_late;
@@ -146,6 +150,8 @@ pub struct SchedulerSettings {
     pub poll: Duration,
     /// A reminder found later than this after its time is marked fired late, not delivered.
     pub max_lateness: Duration,
+    /// How long a fired reminder is worth pushing (`push.ttl_secs`).
+    pub push_ttl: Duration,
 }
 
 impl Default for SchedulerSettings {
@@ -154,6 +160,7 @@ impl Default for SchedulerSettings {
             batch_size: 200,
             poll: Duration::from_secs(10),
             max_lateness: Duration::from_secs(3600),
+            push_ttl: Duration::from_secs(3600),
         }
     }
 }
@@ -175,10 +182,7 @@ impl Scheduler {
         loop {
             let outcome = tokio::select! {
                 () = stop.cancelled() => break,
-                outcome = self.domain.fire_due_reminders(
-                    self.settings.batch_size,
-                    self.settings.max_lateness,
-                ) => outcome,
+                outcome = self.domain.fire_due_reminders(&self.settings) => outcome,
             };
             let wait = match outcome {
                 Ok(batch) => {

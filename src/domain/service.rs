@@ -91,6 +91,8 @@ pub struct Ports {
     pub memories: Arc<dyn MemoryRepository>,
     pub conversations: Arc<dyn ConversationRepository>,
     pub reminders: Arc<dyn ReminderRepository>,
+    pub push: Arc<dyn super::push::PushRepository>,
+    pub pusher: Arc<dyn super::push::PushGateway>,
     pub lexical: Arc<dyn LexicalIndex>,
     pub turn_reads: Arc<dyn TurnReader>,
     pub outbox: Arc<dyn Outbox>,
@@ -147,6 +149,7 @@ pub struct Domain {
     known_users: Arc<SignIns>,
     index_signal: Arc<Notify>,
     reminder_signal: Arc<Notify>,
+    push_signal: Arc<Notify>,
     pub(crate) turns: Arc<Turns>,
     pub(crate) sends: Arc<RateLimiter>,
 }
@@ -158,6 +161,7 @@ impl Domain {
             known_users: Arc::new(SignIns::new(Duration::from_secs(300), 100_000)),
             index_signal: Arc::new(Notify::new()),
             reminder_signal: Arc::new(Notify::new()),
+            push_signal: Arc::new(Notify::new()),
             turns: Arc::new(Turns::default()),
             sends: Arc::new(RateLimiter::new(settings.chat_sends_per_hour)),
             settings,
@@ -181,6 +185,11 @@ impl Domain {
 
     pub(crate) fn signal_reminders(&self) {
         self.reminder_signal.notify_one();
+    }
+
+    /// Woken when fired reminders queued pushes.
+    pub fn push_signal(&self) -> Arc<Notify> {
+        self.push_signal.clone()
     }
 
     /// The turns queued and running in this process.

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod openapi;
 pub mod playground;
+mod push;
 mod reminders;
 mod search;
 mod tasks;
@@ -62,6 +63,7 @@ pub fn api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .configure(tasks::routes)
             .configure(events::routes)
             .configure(reminders::routes)
+            .configure(push::routes)
             .configure(memories::routes)
             .configure(conversations::routes)
             .configure(chat::routes)

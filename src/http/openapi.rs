@@ -33,7 +33,7 @@ use crate::domain::{conversation, event, memory, reminder, task};
     components(schemas(ErrorBody)),
     modifiers(&Bearer),
     tags(
-        (name = "tasks"), (name = "events"), (name = "reminders"), (name = "memories"),
+        (name = "tasks"), (name = "events"), (name = "reminders"), (name = "push"), (name = "memories"),
         (name = "conversations"),
         (name = "chat"), (name = "search"), (name = "me"),
         (name = "operations", description = "Health, metrics, this document, webhooks")
@@ -321,6 +321,13 @@ const LINKS: &[(&str, &str, &str, &str, &[&str])] = &[
             "patch_v1_reminders_id",
             "delete_v1_reminders_id",
         ],
+    ),
+    (
+        "/v1/push/subscriptions",
+        "post",
+        "201",
+        "$response.body#/id",
+        &["delete_v1_push_subscriptions_id"],
     ),
     (
         "/v1/memories",

@@ -18,6 +18,7 @@ mod minilm;
 mod node;
 mod playground;
 mod providers;
+mod push;
 mod realtime;
 mod reminders;
 mod search;

@@ -11,6 +11,7 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import crypto from "node:crypto";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
 import { env, rest, user } from "../e2e/support.mjs";
@@ -320,4 +321,77 @@ test("a due reminder shows on every page, and snoozing or dismissing it on one c
   const dismissed = await rest(base, "GET", `/v1/reminders/${missed.body.id}`, id);
   assert.equal(dismissed.body.status, "dismissed");
   noProblems(a, b);
+});
+
+test("Enable push registers the service worker and stores the subscription; a push shows a notification", { timeout: TEST_MS }, async (t) => {
+  const base = env("PIXIE_URL");
+  const id = user("push");
+  const a = await open(t);
+  await a.context.grantPermissions(["notifications"], { origin: base });
+  // Headless chromium here reaches no push service (FCM), so PushManager.subscribe is replaced
+  // by one that answers with keys made by this test, at a loopback endpoint (dev mode accepts
+  // it). The service worker, the permission, the page's request and the push event are real.
+  const ecdh = crypto.createECDH("prime256v1");
+  ecdh.generateKeys();
+  const keys = {
+    p256dh: ecdh.getPublicKey().toString("base64url"),
+    auth: crypto.randomBytes(16).toString("base64url"),
+  };
+  const endpoint = "http://127.0.0.1:9/push/playground";
+  await a.context.addInitScript(({ endpoint, keys }) => {
+    let current = null;
+    PushManager.prototype.getSubscription = async () => current;
+    PushManager.prototype.subscribe = async (options) => {
+      const key = new Uint8Array(options.applicationServerKey);
+      globalThis.subscribedWith = btoa(String.fromCharCode(...key))
+        .replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
+      current = {
+        endpoint,
+        options: { applicationServerKey: key.buffer },
+        toJSON: () => ({ endpoint, expirationTime: null, keys }),
+        unsubscribe: async () => true,
+      };
+      return current;
+    };
+  }, { endpoint, keys });
+  await signIn(a.page, base, id);
+  await a.page.getByRole("button", { name: "Enable push" }).click();
+  await a.page.getByRole("button", { name: "Push enabled" }).waitFor();
+  await a.page.locator("#push-state", { hasText: "notifications of this browser" }).waitFor();
+
+  const vapid = await rest(base, "GET", "/v1/push/vapid-public-key", id);
+  assert.equal(await a.page.evaluate(() => globalThis.subscribedWith), vapid.body.key);
+  const stored = await rest(base, "GET", "/v1/push/subscriptions", id);
+  assert.deepEqual(stored.body.map((s) => s.endpoint), [endpoint], JSON.stringify(stored.body));
+  const script = await a.page.evaluate(async () => (await navigator.serviceWorker.ready).active?.scriptURL);
+  assert.equal(script, `${base}/sw.js`);
+
+  // A push as the push service would hand it to the worker: a notification, tagged with the
+  // reminder's id.
+  const cdp = await a.context.newCDPSession(a.page);
+  const registration = new Promise((resolve) =>
+    cdp.on("ServiceWorker.workerRegistrationUpdated", ({ registrations }) => {
+      const found = registrations.find((r) => r.scopeURL === `${base}/` && !r.isDeleted);
+      if (found) resolve(found.registrationId);
+    }),
+  );
+  await cdp.send("ServiceWorker.enable");
+  const reminder = { id: crypto.randomUUID(), text: "Water the plants", dueAt: new Date().toISOString(), status: "fired" };
+  await cdp.send("ServiceWorker.deliverPushMessage", {
+    origin: base,
+    registrationId: await registration,
+    data: JSON.stringify({ type: "reminder", reminder }),
+  });
+  const deadline = Date.now() + WAIT_MS;
+  let shown = [];
+  while (Date.now() < deadline) {
+    shown = await a.page.evaluate(async () =>
+      (await (await navigator.serviceWorker.ready).getNotifications()).map((n) => ({ title: n.title, tag: n.tag })),
+    );
+    if (shown.length) break;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  assert.deepEqual(shown, [{ title: "Water the plants", tag: reminder.id }], "the notifications shown");
+  await shoot(a.page, "push-enabled-desktop-light");
+  noProblems(a);
 });

@@ -356,6 +356,7 @@ async function signIn(candidate) {
   $("sign-in").hidden = true;
   $("workspace").hidden = false;
   $("sign-out").hidden = false;
+  $("enable-push").hidden = !pushSupported();
   $("who").hidden = false;
   $("who").textContent = `Signed in as ${me.id}`;
   pending = new Map(load(STORE.pending, []).map((p) => [p.clientMessageId, p]));
@@ -394,6 +395,8 @@ function signOut(reason = "") {
   $("workspace").hidden = true;
   $("sign-in").hidden = false;
   $("sign-out").hidden = true;
+  $("enable-push").hidden = true;
+  $("push-state").hidden = true;
   $("who").hidden = true;
   $("sign-in-error").textContent = reason;
   if (!reason) setConnection("signed-out");
@@ -427,6 +430,57 @@ $("sign-in-form").addEventListener("submit", async (e) => {
 });
 
 $("sign-out").addEventListener("click", () => signOut());
+
+// ---------------------------------------------------------------------------------------------
+// Web Push: reminders as system notifications, also when no page is open
+
+function pushSupported() {
+  return "serviceWorker" in navigator && "PushManager" in window && "Notification" in window;
+}
+
+function base64urlBytes(text) {
+  const binary = atob(text.replaceAll("-", "+").replaceAll("_", "/"));
+  return Uint8Array.from(binary, (c) => c.charCodeAt(0));
+}
+
+function setPushState(text) {
+  $("push-state").textContent = text;
+  $("push-state").hidden = !text;
+}
+
+/** Subscribes this browser with the server's VAPID key and stores the subscription. */
+async function enablePush() {
+  const button = $("enable-push");
+  button.disabled = true;
+  try {
+    if ((await Notification.requestPermission()) !== "granted") {
+      throw new Error("notifications are blocked for this page");
+    }
+    const registration = await navigator.serviceWorker.register("/sw.js", { scope: "/" });
+    await navigator.serviceWorker.ready;
+    const { key } = await api("GET", "/v1/push/vapid-public-key");
+    const serverKey = base64urlBytes(key);
+    let subscription = await registration.pushManager.getSubscription();
+    const bound = subscription?.options?.applicationServerKey;
+    if (subscription && bound && new Uint8Array(bound).join() !== serverKey.join()) {
+      // Made with another server key (the server's changed): push services would refuse it.
+      await subscription.unsubscribe();
+      subscription = null;
+    }
+    subscription ??= await registration.pushManager.subscribe({
+      userVisibleOnly: true,
+      applicationServerKey: serverKey,
+    });
+    await api("POST", "/v1/push/subscriptions", subscription.toJSON());
+    button.textContent = "Push enabled";
+    setPushState("Reminders will also arrive as notifications of this browser.");
+  } catch (error) {
+    button.disabled = false;
+    setPushState(`Push could not be enabled: ${error.message}.`);
+  }
+}
+
+$("enable-push").addEventListener("click", () => enablePush());
 
 // ---------------------------------------------------------------------------------------------
 // Realtime events

@@ -25,6 +25,7 @@ const INDEX_HTML: &str = include_str!("index.html");
 const APP_JS: &str = include_str!("app.js");
 const APP_CSS: &str = include_str!("app.css");
 const ICON_SVG: &str = include_str!("icon.svg");
+const SW_JS: &str = include_str!("sw.js");
 
 /// Where the page may load from and connect to: only this server. `'self'` in `connect-src`
 /// covers the page's own `ws:`/`wss:` origin (CSP level 3).
@@ -37,6 +38,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource("/")
             .route(web::get().to(index))
             .route(web::head().to(index)),
+    )
+    // The service worker (Web Push notifications) at the root, so that its scope is the page.
+    .service(
+        web::resource("/sw.js")
+            .route(web::get().to(service_worker))
+            .route(web::head().to(service_worker)),
     )
     .service(
         web::resource("/playground/{file}")
@@ -83,6 +90,7 @@ impl Asset {
 
 struct Assets {
     index: Asset,
+    service_worker: Asset,
     files: [Asset; 3],
 }
 
@@ -108,14 +116,26 @@ static ASSETS: LazyLock<Assets> = LazyLock::new(|| {
     {
         page = page.replace(placeholder, &asset.path);
     }
+    let mut service_worker = Asset::new(
+        None,
+        "text/javascript; charset=utf-8",
+        SW_JS.replace("{{icon.svg}}", &files[2].path),
+    );
+    service_worker.path = "/sw.js".to_owned();
     Assets {
         index: Asset::new(None, "text/html; charset=utf-8", page),
+        service_worker,
         files,
     }
 });
 
 async fn index(req: HttpRequest) -> HttpResponse {
     serve(&req, &ASSETS.index, CacheDirective::NoCache)
+}
+
+/// Revalidated like the page: a browser checks a service worker for updates by its URL.
+async fn service_worker(req: HttpRequest) -> HttpResponse {
+    serve(&req, &ASSETS.service_worker, CacheDirective::NoCache)
 }
 
 async fn file(req: HttpRequest, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
