@@ -18,7 +18,7 @@ use super::schema::{
 use crate::domain::conversation::{Conversation, Message, Role, ToolCall};
 use crate::domain::event::Event;
 use crate::domain::memory::{Memory, MemoryKind};
-use crate::domain::reminder::{Reminder, ReminderStatus};
+use crate::domain::reminder::{Reminder, ReminderKind, ReminderStatus};
 use crate::domain::task::{Priority, Task, TaskStatus};
 use crate::domain::user::User;
 use crate::domain::{DomainError, UserId};
@@ -32,6 +32,8 @@ fn corrupt(what: &str, value: &str) -> DomainError {
 pub struct UserRow {
     pub id: String,
     pub created_at: DateTime<Utc>,
+    pub timezone: Option<String>,
+    pub agenda_at: Option<chrono::NaiveTime>,
 }
 
 impl TryFrom<UserRow> for User {
@@ -40,6 +42,12 @@ impl TryFrom<UserRow> for User {
         Ok(User {
             id: UserId::parse(&row.id).map_err(|_| corrupt("user id", &row.id))?,
             created_at: row.created_at,
+            timezone: row
+                .timezone
+                .as_deref()
+                .map(|name| name.parse().map_err(|_| corrupt("user time zone", name)))
+                .transpose()?,
+            agenda_at: row.agenda_at,
         })
     }
 }
@@ -333,6 +341,7 @@ pub struct ReminderRow {
     pub fired_late: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub kind: String,
 }
 
 impl ReminderRow {
@@ -352,6 +361,7 @@ impl ReminderRow {
             fired_late: r.fired_late,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            kind: r.kind.as_str().to_owned(),
         }
     }
 }
@@ -362,6 +372,8 @@ impl TryFrom<ReminderRow> for Reminder {
         Ok(Reminder {
             status: ReminderStatus::parse(&row.status)
                 .ok_or_else(|| corrupt("reminder status", &row.status))?,
+            kind: ReminderKind::parse(&row.kind)
+                .ok_or_else(|| corrupt("reminder kind", &row.kind))?,
             id: row.id,
             text: row.text,
             due_at: row.due_at,

@@ -9,16 +9,21 @@ use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use uuid::Uuid;
 
-use super::models::{EventRow, MessageRow, ReminderRow};
+use super::models::{EventRow, MessageRow, ReminderRow, TaskRow};
 use super::repos::AppendMessage;
-use super::schema::{conversations, events, reminders, tasks};
+use super::schema::{conversations, events, reminders, tasks, users};
 use super::{DbError, PgStore};
-use crate::domain::event::Event;
-use crate::domain::ports::{FireRequest, Fired, FiredBatch, Mutation, ReminderRepository};
-use crate::domain::reminder::{
-    MAX_SCHEDULED_PER_USER, Reminder, ReminderQuery, ReminderStatus, TaskCascade, alert_reminders,
-    leaves_alert_series,
+use crate::domain::event::{Event, EventRange};
+use crate::domain::page::PageRequest;
+use crate::domain::ports::{
+    FireRequest, Fired, FiredBatch, Mutation, RangeQuery, ReminderRepository,
 };
+use crate::domain::reminder::{
+    MAX_SCHEDULED_PER_USER, Reminder, ReminderKind, ReminderQuery, ReminderStatus, TaskCascade,
+    agenda_reminder, agenda_text, alert_reminders, leaves_alert_series, local_day, next_agenda,
+};
+use crate::domain::service::events_in_range;
+use crate::domain::task::{Task, TaskStatus};
 use crate::domain::{DomainError, DomainResult, UserId};
 
 type DbResult<T> = Result<T, DbError>;
@@ -369,6 +374,91 @@ impl ReminderRepository for PgStore {
     }
 }
 
+/// Replaces the user's waiting agenda reminder (if any) with `agenda`.
+pub(super) fn replace_agenda(
+    conn: &mut PgConnection,
+    user: &UserId,
+    agenda: Option<&Reminder>,
+) -> DbResult<()> {
+    diesel::delete(
+        reminders::table
+            .filter(reminders::user_id.eq(user.as_str()))
+            .filter(reminders::kind.eq(ReminderKind::Agenda.as_str()))
+            .filter(reminders::status.eq(SCHEDULED)),
+    )
+    .execute(conn)?;
+    if let Some(agenda) = agenda {
+        diesel::insert_into(reminders::table)
+            .values(&ReminderRow::new(user, agenda))
+            .on_conflict_do_nothing()
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Most events and tasks an agenda lists (each).
+const AGENDA_ITEMS: u32 = 20;
+
+/// Writes a firing agenda's text (the day's events and the tasks due, on the user's clock), and
+/// schedules the next day's while the user keeps the agenda on.
+fn fire_agenda(
+    conn: &mut PgConnection,
+    fired: &mut Fired,
+    server_tz: chrono_tz::Tz,
+    now: DateTime<Utc>,
+) -> DbResult<()> {
+    let settings: Option<(Option<String>, Option<chrono::NaiveTime>)> = users::table
+        .find(fired.user.as_str())
+        .select((users::timezone, users::agenda_at))
+        .first(conn)
+        .optional()?;
+    let Some((timezone, agenda_at)) = settings else {
+        return Ok(());
+    };
+    let tz = timezone
+        .and_then(|name| name.parse::<chrono_tz::Tz>().ok())
+        .unwrap_or(server_tz);
+    let reminder = &mut fired.reminder;
+    let (from, to) = local_day(tz, reminder.due_at);
+    let query = RangeQuery {
+        range: EventRange { from, to },
+        page: PageRequest {
+            limit: AGENDA_ITEMS,
+            after: None,
+        },
+        max_series: 200,
+    };
+    let rows = super::repos::range_rows(conn, fired.user.as_str(), &query)?;
+    // Recurring events are expanded on the server's wall clock, as everywhere else.
+    let (events, _) = events_in_range(rows, &query, server_tz);
+    let tasks: Vec<TaskRow> = tasks::table
+        .filter(tasks::user_id.eq(fired.user.as_str()))
+        .filter(tasks::due_at.ge(from))
+        .filter(tasks::due_at.lt(to))
+        .filter(tasks::status.eq_any([
+            TaskStatus::Pending.as_str(),
+            TaskStatus::InProgress.as_str(),
+        ]))
+        .order((tasks::due_at.asc(), tasks::id.asc()))
+        .limit(i64::from(AGENDA_ITEMS))
+        .select(TaskRow::as_select())
+        .load(conn)?;
+    let tasks = tasks
+        .into_iter()
+        .map(Task::try_from)
+        .collect::<Result<Vec<_>, _>>()?;
+    reminder.text = agenda_text(&events.items, &tasks, tz);
+    diesel::update(reminders::table.find(reminder.id))
+        .set(reminders::text.eq(&reminder.text))
+        .execute(conn)?;
+    if let Some(at) = agenda_at {
+        // After downtime, the next one after now: missed days are not made up.
+        let next = agenda_reminder(next_agenda(tz, at, reminder.due_at.max(now)), now);
+        replace_agenda(conn, &fired.user, Some(&next))?;
+    }
+    Ok(())
+}
+
 fn fire_due(conn: &mut PgConnection, request: &FireRequest) -> DbResult<FiredBatch> {
     let FireRequest {
         now,
@@ -436,6 +526,11 @@ fn fire_due(conn: &mut PgConnection, request: &FireRequest) -> DbResult<FiredBat
     for f in &fired {
         if f.reminder.alert_minutes.is_some() {
             continue_series(conn, &f.user, &f.reminder, timezone, now)?;
+        }
+    }
+    for f in &mut fired {
+        if f.reminder.kind == ReminderKind::Agenda {
+            fire_agenda(conn, f, timezone, now)?;
         }
     }
     for f in &mut fired {

@@ -184,7 +184,11 @@ fn events_after(
 }
 
 /// The single events of one page of the range and the series that may recur in it.
-fn range_rows(conn: &mut PgConnection, user: &str, query: &RangeQuery) -> DbResult<RangeRows> {
+pub(super) fn range_rows(
+    conn: &mut PgConnection,
+    user: &str,
+    query: &RangeQuery,
+) -> DbResult<RangeRows> {
     let RangeQuery {
         range,
         page,
@@ -363,6 +367,29 @@ impl UserRepository for PgStore {
         self.run(move |conn| {
             diesel::delete(webhook_deliveries::table.find((&source, &id))).execute(conn)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn update_settings(
+        &self,
+        user: &UserId,
+        settings: crate::domain::user::UserSettings,
+        agenda: Option<crate::domain::reminder::Reminder>,
+    ) -> DomainResult<User> {
+        let user = user.clone();
+        self.run(move |conn| {
+            conn.transaction(|conn| {
+                let row: UserRow = diesel::update(users::table.find(user.as_str()))
+                    .set((
+                        users::timezone.eq(settings.timezone.map(|tz| tz.name().to_owned())),
+                        users::agenda_at.eq(settings.agenda_at),
+                    ))
+                    .returning(UserRow::as_returning())
+                    .get_result(conn)?;
+                super::reminders::replace_agenda(conn, &user, agenda.as_ref())?;
+                Ok(User::try_from(row)?)
+            })
         })
         .await
     }

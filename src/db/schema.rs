@@ -99,6 +99,7 @@ diesel::table! {
         fired_late -> Bool,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        kind -> Text,
     }
 }
 
@@ -122,6 +123,8 @@ diesel::table! {
     users (id) {
         id -> Text,
         created_at -> Timestamptz,
+        timezone -> Nullable<Text>,
+        agenda_at -> Nullable<Time>,
     }
 }
 

@@ -35,6 +35,14 @@ pub trait UserRepository: Send + Sync {
     async fn claim_delivery(&self, source: &str, id: &str, keep: Duration) -> DomainResult<bool>;
     /// Forgets a delivery whose handling failed, so that the sender's retry is handled.
     async fn release_delivery(&self, source: &str, id: &str) -> DomainResult<()>;
+    /// Stores the user's settings and, in the same transaction, replaces their waiting agenda
+    /// reminder with `agenda` (none: the agenda is off).
+    async fn update_settings(
+        &self,
+        user: &UserId,
+        settings: super::user::UserSettings,
+        agenda: Option<Reminder>,
+    ) -> DomainResult<User>;
 }
 
 /// A document read back by id: the text the index holds for it.

@@ -51,10 +51,37 @@ impl ReminderStatus {
     }
 }
 
+/// What a reminder is: one the user (or the assistant) set, or the daily agenda.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReminderKind {
+    #[default]
+    Reminder,
+    /// The daily agenda (`agendaAt` on `/v1/me`): its text, the day's events and the tasks
+    /// due, is written when it fires.
+    Agenda,
+}
+
+impl ReminderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reminder => "reminder",
+            Self::Agenda => "agenda",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Reminder, Self::Agenda]
+            .into_iter()
+            .find(|k| k.as_str() == text)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Reminder {
     pub id: Uuid,
+    pub kind: ReminderKind,
     pub text: String,
     pub due_at: DateTime<Utc>,
     pub task_id: Option<Uuid>,
@@ -153,6 +180,7 @@ impl NewReminder {
         errors.into_result()?;
         Ok(Reminder {
             id,
+            kind: ReminderKind::Reminder,
             text: text.unwrap_or_default(),
             due_at: self.due_at,
             task_id: self.task_id,
@@ -296,6 +324,7 @@ pub fn alert_reminders(
         };
         due.push(Reminder {
             id: Uuid::now_v7(),
+            kind: ReminderKind::Reminder,
             text: event.title.clone(),
             due_at: start - before,
             task_id: None,
@@ -355,6 +384,110 @@ impl TaskCascade {
     pub fn is_empty(&self) -> bool {
         *self == Self::default()
     }
+}
+
+// ----- the daily agenda ----------------------------------------------------------------------
+
+/// The first instant after `after` that reads `at` on the wall clock of `tz`. On a day the
+/// clocks skip `at` (spring forward), the first instant after the gap; on a day it comes twice
+/// (fall back), the first of the two.
+pub fn next_agenda(
+    tz: chrono_tz::Tz,
+    at: chrono::NaiveTime,
+    after: DateTime<Utc>,
+) -> DateTime<Utc> {
+    use chrono::TimeZone as _;
+    let mut day = after.with_timezone(&tz).date_naive();
+    for _ in 0..4 {
+        let local = day.and_time(at);
+        let instant = tz.from_local_datetime(&local).earliest().or_else(|| {
+            // In a gap: an hour later is past it in every zone that has one.
+            tz.from_local_datetime(&(local + Duration::hours(1)))
+                .earliest()
+        });
+        if let Some(instant) = instant.map(|i| i.with_timezone(&Utc))
+            && instant > after
+        {
+            return instant;
+        }
+        day = day.succ_opt().unwrap_or(day);
+    }
+    after + Duration::days(1)
+}
+
+/// A waiting agenda reminder, due at `due_at` (its text is written when it fires).
+pub fn agenda_reminder(due_at: DateTime<Utc>, now: DateTime<Utc>) -> Reminder {
+    Reminder {
+        id: Uuid::now_v7(),
+        kind: ReminderKind::Agenda,
+        text: "Today's agenda".to_owned(),
+        due_at,
+        task_id: None,
+        event_id: None,
+        occurrence_at: None,
+        alert_minutes: None,
+        conversation_id: None,
+        status: ReminderStatus::Scheduled,
+        fired_at: None,
+        fired_late: false,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// The local day that holds `at`, as the instants it starts and ends at.
+pub fn local_day(tz: chrono_tz::Tz, at: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+    use chrono::TimeZone as _;
+    let day = at.with_timezone(&tz).date_naive();
+    let midnight = |d: chrono::NaiveDate| {
+        let local = d.and_time(chrono::NaiveTime::MIN);
+        tz.from_local_datetime(&local)
+            .earliest()
+            .or_else(|| {
+                tz.from_local_datetime(&(local + Duration::hours(1)))
+                    .earliest()
+            })
+            .map_or(local.and_utc(), |i| i.with_timezone(&Utc))
+    };
+    (midnight(day), midnight(day.succ_opt().unwrap_or(day)))
+}
+
+/// The agenda's text: the day's events (with their local start) and the tasks due that day, in
+/// at most [`TEXT_MAX`] characters.
+pub fn agenda_text(events: &[super::event::Event], tasks: &[Task], tz: chrono_tz::Tz) -> String {
+    let mut parts = Vec::new();
+    if !events.is_empty() {
+        let list: Vec<String> = events
+            .iter()
+            .map(|e| {
+                if e.is_all_day {
+                    format!("{} (all day)", e.title)
+                } else {
+                    format!(
+                        "{} {}",
+                        e.start_at.with_timezone(&tz).format("%H:%M"),
+                        e.title
+                    )
+                }
+            })
+            .collect();
+        parts.push(format!("Today: {}.", list.join("; ")));
+    }
+    if !tasks.is_empty() {
+        let list: Vec<&str> = tasks.iter().map(|t| t.title.as_str()).collect();
+        parts.push(format!("Due today: {}.", list.join("; ")));
+    }
+    let text = if parts.is_empty() {
+        "Nothing on the calendar today, and no tasks due.".to_owned()
+    } else {
+        parts.join(" ")
+    };
+    if text.chars().count() <= TEXT_MAX {
+        return text;
+    }
+    let mut cut: String = text.chars().take(TEXT_MAX - 1).collect();
+    cut.push('…');
+    cut
 }
 
 #[cfg(test)]
@@ -522,5 +655,88 @@ mod tests {
         assert!(TaskCascade::of(&moved, &done).cancel);
         assert!(TaskCascade::of(&done, &done).is_empty());
         assert!(TaskCascade::of(&task, &task).is_empty());
+    }
+
+    #[test]
+    fn the_agenda_is_next_due_at_its_local_time_across_daylight_saving_changes() {
+        let paris = chrono_tz::Europe::Paris;
+        let at = |h, m| chrono::NaiveTime::from_hms_opt(h, m, 0).unwrap();
+        let utc = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        // Winter: 07:30 in Paris is 06:30Z; once past, the next day's.
+        assert_eq!(
+            next_agenda(paris, at(7, 30), utc("2026-01-10T05:00:00Z")),
+            utc("2026-01-10T06:30:00Z")
+        );
+        assert_eq!(
+            next_agenda(paris, at(7, 30), utc("2026-01-10T06:30:00Z")),
+            utc("2026-01-11T06:30:00Z")
+        );
+        // Spring forward (29 March 2026): 07:30 is 05:30Z from that day on.
+        assert_eq!(
+            next_agenda(paris, at(7, 30), utc("2026-03-28T07:00:00Z")),
+            utc("2026-03-29T05:30:00Z")
+        );
+        // 02:30 does not exist that day: the first instant after the gap, 03:30 CEST.
+        assert_eq!(
+            next_agenda(paris, at(2, 30), utc("2026-03-28T12:00:00Z")),
+            utc("2026-03-29T01:30:00Z")
+        );
+        // Fall back (25 October 2026): 02:30 comes twice; the first.
+        assert_eq!(
+            next_agenda(paris, at(2, 30), utc("2026-10-24T12:00:00Z")),
+            utc("2026-10-25T00:30:00Z")
+        );
+        // The local day of an instant, in the zone: 25 hours on the fall-back day.
+        let (from, to) = local_day(paris, utc("2026-10-25T12:00:00Z"));
+        assert_eq!(
+            (from, to),
+            (utc("2026-10-24T22:00:00Z"), utc("2026-10-25T23:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn the_agenda_lists_events_with_their_local_time_and_tasks_due_within_bounds() {
+        let tz = chrono_tz::Europe::Paris;
+        let empty = agenda_text(&[], &[], tz);
+        assert_eq!(empty, "Nothing on the calendar today, and no tasks due.");
+        let event = |title: &str, start: &str, all_day: bool| super::super::event::Event {
+            id: Uuid::nil(),
+            title: title.into(),
+            description: None,
+            location: None,
+            start_at: DateTime::parse_from_rfc3339(start)
+                .unwrap()
+                .with_timezone(&Utc),
+            end_at: DateTime::parse_from_rfc3339(start)
+                .unwrap()
+                .with_timezone(&Utc),
+            is_all_day: all_day,
+            recurrence: None,
+            alerts: Vec::new(),
+            created_at: now(),
+            updated_at: now(),
+            occurrence_of: None,
+        };
+        let text = agenda_text(
+            &[
+                event("Standup", "2026-01-10T08:00:00Z", false),
+                event("Holiday", "2026-01-10T00:00:00Z", true),
+            ],
+            &[],
+            tz,
+        );
+        assert_eq!(text, "Today: 09:00 Standup; Holiday (all day).");
+        let long: Vec<_> = (0..20)
+            .map(|i| {
+                event(
+                    &format!("{i} {}", "x".repeat(60)),
+                    "2026-01-10T08:00:00Z",
+                    false,
+                )
+            })
+            .collect();
+        let cut = agenda_text(&long, &[], tz);
+        assert_eq!(cut.chars().count(), TEXT_MAX);
+        assert!(cut.ends_with('…'));
     }
 }

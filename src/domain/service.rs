@@ -36,7 +36,7 @@ pub(super) const MAX_SERIES_PER_LISTING: i64 = 1_000;
 /// One page of a range listing: the single events and the occurrences of the series in the
 /// range, by `(startAt, id)`, after the page's cursor; and the series that could not be
 /// expanded within the listing's budget (left out of the page).
-pub(super) fn events_in_range(
+pub(crate) fn events_in_range(
     rows: RangeRows,
     query: &RangeQuery,
     tz: chrono_tz::Tz,
@@ -248,6 +248,31 @@ impl Domain {
     pub async fn me(&self, user: &UserId, since: DateTime<Utc>) -> DomainResult<User> {
         let me = self.ports.users.ensure(user, since).await?;
         self.known_users.insert(user.clone());
+        Ok(me)
+    }
+
+    /// Changes the user's time zone and daily agenda. Turning the agenda on (or moving it, or
+    /// changing the zone) schedules its next firing at once; turning it off cancels it.
+    #[tracing::instrument(level = "debug", skip(self, patch), fields(user = %user))]
+    pub async fn update_me(
+        &self,
+        user: &UserId,
+        since: DateTime<Utc>,
+        patch: super::user::MePatch,
+    ) -> DomainResult<User> {
+        let me = self.me(user, since).await?;
+        let settings = patch.apply(&me)?;
+        let now = self.ports.clock.now();
+        let tz = settings.timezone.unwrap_or(self.settings.timezone);
+        let agenda = settings.agenda_at.map(|at| {
+            super::reminder::agenda_reminder(super::reminder::next_agenda(tz, at, now), now)
+        });
+        let me = self
+            .ports
+            .users
+            .update_settings(user, settings, agenda)
+            .await?;
+        self.signal_reminders();
         Ok(me)
     }
 

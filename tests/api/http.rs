@@ -172,6 +172,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/metrics"),
     ("get", "/openapi.json"),
     ("get", "/v1/me"),
+    ("patch", "/v1/me"),
     ("delete", "/v1/me"),
     ("get", "/v1/tasks"),
     ("post", "/v1/tasks"),

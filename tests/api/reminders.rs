@@ -901,3 +901,140 @@ async fn editing_an_events_alerts_rule_or_start_remakes_its_reminders_and_deleti
         1
     );
 }
+
+#[tokio::test]
+async fn the_daily_agenda_is_set_on_me_and_fires_the_days_events_and_tasks_due() {
+    let app = spawn_app().await;
+    let me = app.get("/v1/me", "alice").await;
+    assert!(
+        me.body["timezone"].is_null() && me.body["agendaAt"].is_null(),
+        "{}",
+        me.body
+    );
+    for (body, field) in [
+        (json!({ "timezone": "Mars/Olympus_Mons" }), "timezone"),
+        (json!({ "agendaAt": "25:00" }), "agendaAt"),
+        (json!({ "agendaAt": "7am" }), "agendaAt"),
+        (json!({ "agenda": "07:30" }), "agenda"),
+    ] {
+        let reply = app.patch("/v1/me", "alice", body).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+        assert!(
+            reply.body["error"]["details"][field].is_string(),
+            "{}",
+            reply.body
+        );
+    }
+    // Today (UTC) around now, and tomorrow: only today's show.
+    let now = Utc::now();
+    let today = if now.time() >= chrono::NaiveTime::from_hms_opt(1, 0, 0).unwrap() {
+        now - chrono::Duration::minutes(30)
+    } else {
+        now + chrono::Duration::minutes(30)
+    };
+    app.create_event(
+        "alice",
+        json!({ "title": "Dentist", "startAt": iso(today), "endAt": iso(today + chrono::Duration::minutes(30)) }),
+    )
+    .await;
+    let tomorrow = today + chrono::Duration::days(1);
+    app.create_event(
+        "alice",
+        json!({ "title": "Flight", "startAt": iso(tomorrow), "endAt": iso(tomorrow + chrono::Duration::hours(2)) }),
+    )
+    .await;
+    app.create_task("alice", json!({ "title": "Pay rent", "dueAt": iso(today) }))
+        .await;
+    app.create_task(
+        "bob",
+        json!({ "title": "Not alice's", "dueAt": iso(today) }),
+    )
+    .await;
+
+    let set = app
+        .patch(
+            "/v1/me",
+            "alice",
+            json!({ "timezone": "UTC", "agendaAt": "07:30" }),
+        )
+        .await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+    assert_eq!(
+        (set.body["timezone"].as_str(), set.body["agendaAt"].as_str()),
+        (Some("UTC"), Some("07:30"))
+    );
+    assert_eq!(app.get("/v1/me", "alice").await.body, set.body);
+    let waiting = |app: &TestApp| {
+        let app_url = app.url("/v1/reminders?status=scheduled");
+        let client = app.client.clone();
+        async move {
+            let page: Value = client
+                .get(app_url)
+                .bearer_auth("dev:alice")
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["kind"] == "agenda")
+                .cloned()
+                .collect::<Vec<_>>()
+        }
+    };
+    let agenda = waiting(&app).await;
+    assert_eq!(agenda.len(), 1, "{agenda:?}");
+    let due = time(&agenda[0]["dueAt"]);
+    assert!(due > now && due <= now + chrono::Duration::days(1), "{due}");
+    assert_eq!(due.format("%H:%M").to_string(), "07:30");
+    // Moving the agenda replaces its reminder: one waits, at the new time.
+    app.patch("/v1/me", "alice", json!({ "agendaAt": "06:15" }))
+        .await;
+    let agenda = waiting(&app).await;
+    assert_eq!(agenda.len(), 1, "{agenda:?}");
+    assert_eq!(
+        time(&agenda[0]["dueAt"]).format("%H:%M").to_string(),
+        "06:15"
+    );
+
+    // Brought forward (a snooze), it fires now through the reminders' path.
+    let mut socket = Client::connect(&app, "alice").await;
+    let id = agenda[0]["id"].as_str().unwrap();
+    let moved = app
+        .patch(
+            &format!("/v1/reminders/{id}"),
+            "alice",
+            json!({ "dueAt": at(chrono::Duration::milliseconds(800)) }),
+        )
+        .await;
+    assert_eq!(moved.status, StatusCode::OK, "{}", moved.body);
+    let fired = socket.event("reminder:due").await;
+    let text = fired["reminder"]["text"].as_str().unwrap();
+    assert_eq!(fired["reminder"]["kind"], "agenda");
+    assert!(
+        text.contains("Dentist") && text.contains("Pay rent"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("Flight") && !text.contains("Not alice's"),
+        "{text}"
+    );
+    assert!(text.contains(&today.format("%H:%M").to_string()), "{text}");
+    // And the next one waits, at the agenda's time.
+    let next = waiting(&app).await;
+    assert_eq!(next.len(), 1, "{next:?}");
+    assert_ne!(next[0]["id"], agenda[0]["id"]);
+    assert_eq!(time(&next[0]["dueAt"]).format("%H:%M").to_string(), "06:15");
+
+    // Turned off: nothing waits.
+    let off = app
+        .patch("/v1/me", "alice", json!({ "agendaAt": null }))
+        .await;
+    assert!(off.body["agendaAt"].is_null(), "{}", off.body);
+    assert!(waiting(&app).await.is_empty());
+}
+
