@@ -454,7 +454,7 @@ impl PushConfig {
             concurrency: self.concurrency,
             max_attempts: self.max_attempts,
             // Longer than a send can take, so a live worker's claim is never taken over.
-            lease: (timeout * 3).max(Duration::from_secs(30)),
+            lease: (timeout * 3).max(Duration::from_secs(5)),
             ttl: Duration::from_secs(self.ttl_secs),
             poll: Duration::from_millis(reminders.poll_ms),
             ..Default::default()

@@ -1038,3 +1038,186 @@ async fn the_daily_agenda_is_set_on_me_and_fires_the_days_events_and_tasks_due()
     assert!(waiting(&app).await.is_empty());
 }
 
+/// A push service for the crash test: answers 201 after a short wait (so pushes are in flight
+/// when an instance dies), and records each push's (path, Topic).
+async fn slow_push_service() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let record = record.clone();
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                while let Some((head, _body)) = crate::helpers::read_http_request(&mut stream).await
+                {
+                    let path = head
+                        .split_whitespace()
+                        .nth(1)
+                        .unwrap_or_default()
+                        .to_owned();
+                    let topic = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("topic:"))
+                        .unwrap_or_default()
+                        .trim()
+                        .to_owned();
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                    record.lock().unwrap().push((path, topic));
+                    let answer = "HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n";
+                    if stream.write_all(answer.as_bytes()).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (origin, seen)
+}
+
+#[tokio::test]
+async fn an_instance_killed_mid_batch_loses_no_reminder_and_no_device_gets_one_twice() {
+    use crate::helpers::{TestDatabase, serve_binary};
+    let db = tokio::task::spawn_blocking(TestDatabase::migrated)
+        .await
+        .unwrap();
+    let env = [
+        ("PIXIE__REALTIME__FANOUT", "postgres".to_owned()),
+        ("PIXIE__REMINDERS__BATCH_SIZE", "10".to_owned()),
+        ("PIXIE__REMINDERS__POLL_MS", "200".to_owned()),
+        ("PIXIE__PUSH__TIMEOUT_MS", "1000".to_owned()),
+        ("PIXIE__PUSH__CONCURRENCY", "4".to_owned()),
+    ];
+    let (mut doomed, _) = serve_binary(&db, &env).await;
+    let (_survivor, addr) = serve_binary(&db, &env).await;
+    let client = reqwest::Client::new();
+    let (origin, pushes) = slow_push_service().await;
+    let point =
+        "BGsX0fLhLEJH-Lzm5WOkQPJ3A32BLeszoPShOUXYmMKWT-NC4v4af5uO5-tKfA-eFivOM1drMV7Oy7ZAaDe_UfU";
+    for device in ["/phone", "/laptop"] {
+        let reply = client
+            .post(format!("http://{addr}/v1/push/subscriptions"))
+            .bearer_auth("dev:alice")
+            .json(&json!({
+                "endpoint": format!("{origin}{device}"),
+                "keys": { "p256dh": point, "auth": "BwcHBwcHBwcHBwcHBwcHBw" },
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            reply.status(),
+            StatusCode::CREATED,
+            "{}",
+            reply.text().await.unwrap()
+        );
+    }
+    let (socket, _) = Client::open_at(&addr).await;
+    let mut socket = socket.signed_in("alice").await;
+    // 200 reminders due within a second and a half, starting in two seconds; both instances
+    // fire them, ten a batch. The doomed one is killed (SIGKILL) in the middle of it.
+    let mut conn = db.connect();
+    {
+        use diesel::prelude::*;
+        diesel::sql_query(
+            "INSERT INTO reminders (id, user_id, text, due_at, created_at, updated_at)
+             SELECT gen_random_uuid(), 'alice', 'r' || i,
+                    now() + interval '2 seconds' + i * interval '7 milliseconds', now(), now()
+               FROM generate_series(0, 199) AS i",
+        )
+        .execute(&mut conn)
+        .unwrap();
+    }
+    let count = |sql: &str| {
+        use diesel::prelude::*;
+        #[derive(QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        diesel::sql_query(sql)
+            .get_result::<N>(&mut db.connect())
+            .unwrap()
+            .n
+    };
+    // Killed once a fifth has fired (as soon as it is seen: the firing goes on meanwhile).
+    let started = std::time::Instant::now();
+    let mut fired_before = 0;
+    while fired_before < 40 && started.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        fired_before = count("SELECT count(*) AS n FROM reminders WHERE status = 'fired'");
+    }
+    doomed.start_kill().unwrap();
+    doomed.wait().await.unwrap();
+    assert!(
+        (1..200).contains(&fired_before),
+        "killed with {fired_before} of 200 fired: not in the middle of the firing"
+    );
+    eprintln!("killed with {fired_before} of 200 fired");
+    // The survivor fires the rest, and sends the pushes the dead one held, once its leases end.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let fired = count("SELECT count(*) AS n FROM reminders WHERE status = 'fired'");
+        let pending = count("SELECT count(*) AS n FROM push_deliveries WHERE state = 'pending'");
+        if fired == 200 && pending == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "fired {fired} of 200, {pending} pushes pending"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        count("SELECT count(*) AS n FROM push_deliveries WHERE state = 'sent'"),
+        400
+    );
+
+    // Each device has each reminder: by push, every one; a push the dead instance had in
+    // flight may have gone twice, with the same Topic, which its push service collapses.
+    let pushes = pushes.lock().unwrap().clone();
+    for device in ["/phone", "/laptop"] {
+        let topics: std::collections::HashSet<&str> = pushes
+            .iter()
+            .filter(|(path, _)| path == device)
+            .map(|(_, topic)| topic.as_str())
+            .collect();
+        assert_eq!(
+            topics.len(),
+            200,
+            "{device} got {} distinct reminders",
+            topics.len()
+        );
+    }
+    let resent = pushes.len() - 400;
+    assert!(
+        resent <= 2 * 4,
+        "{resent} pushes sent again: more than were in flight"
+    );
+    eprintln!(
+        "pushes: {} sent, {resent} sent again after the kill",
+        pushes.len()
+    );
+
+    // By socket (on the survivor): never one twice; what the dead instance fired and could not
+    // publish is in GET /v1/reminders?status=fired, as for any client that missed it.
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (name, payload) in socket.drain(Duration::from_secs(1)).await {
+        if name == "reminder:due" {
+            *seen
+                .entry(payload["reminder"]["id"].as_str().unwrap().to_owned())
+                .or_default() += 1;
+        }
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "a socket heard a reminder twice: {twice:?}"
+    );
+    assert!(seen.len() >= 190, "the socket heard {} of 200", seen.len());
+    eprintln!("socket: {} of 200 reminder:due", seen.len());
+}
