@@ -180,6 +180,7 @@ impl Scheduler {
         let wake = self.domain.reminder_signal();
         let mut failing = Duration::ZERO;
         loop {
+            let pass_start = self.domain.ports.clock.now();
             let outcome = tokio::select! {
                 () = stop.cancelled() => break,
                 outcome = self.domain.fire_due_reminders(&self.settings) => outcome,
@@ -193,7 +194,7 @@ impl Scheduler {
                     if batch.fired.len() as i64 >= self.settings.batch_size {
                         continue;
                     }
-                    self.wait_for(batch.next_due)
+                    self.wait_for(batch.next_due, pass_start)
                 }
                 Err(e) => {
                     if failing.is_zero() {
@@ -215,17 +216,25 @@ impl Scheduler {
         tracing::debug!("reminder scheduler stopped");
     }
 
-    /// How long to sleep before the next pass.
-    fn wait_for(&self, next_due: Option<chrono::DateTime<chrono::Utc>>) -> Duration {
+    /// How long to sleep before the next pass, which started at `pass_start`.
+    fn wait_for(
+        &self,
+        next_due: Option<chrono::DateTime<chrono::Utc>>,
+        pass_start: chrono::DateTime<chrono::Utc>,
+    ) -> Duration {
         let Some(at) = next_due else {
             return self.settings.poll;
         };
-        let now = self.domain.ports.clock.now();
-        match (at - now).to_std() {
-            // Due already, yet not fired by this pass: another worker holds it.
-            Err(_) => HELD_ELSEWHERE,
-            Ok(wait) if wait.is_zero() => HELD_ELSEWHERE,
-            Ok(wait) => wait.min(self.settings.poll),
+        if at <= pass_start {
+            // Due before this pass began, yet not fired by it: another worker holds it.
+            return HELD_ELSEWHERE;
         }
+        // Fell due while the pass ran: at once (a reminder due every few milliseconds must not
+        // wait as if it were held elsewhere).
+        let now = self.domain.ports.clock.now();
+        (at - now)
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            .min(self.settings.poll)
     }
 }

@@ -151,7 +151,8 @@ impl PushGateway for WebPush {
                 reason: "the endpoint resolves to an address pushes may not go to".to_owned(),
             },
             Err(e) => {
-                tracing::debug!(error = %e, "push request failed");
+                // Without the URL: a push endpoint is a capability of the user's browser.
+                tracing::debug!(error = %e.without_url(), "push request failed");
                 PushOutcome::Retry {
                     status: None,
                     after: None,
