@@ -3,6 +3,7 @@
 
 pub mod assistant;
 pub mod bus;
+pub mod calendar;
 pub mod chat;
 pub mod conversation;
 pub mod error;

@@ -1,6 +1,7 @@
 //! The REST edge: translates HTTP to domain calls and back. No business rules here.
 
 mod auth;
+mod calendar;
 mod chat;
 mod conversations;
 pub mod cors;
@@ -64,6 +65,7 @@ pub fn api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .configure(events::routes)
             .configure(reminders::routes)
             .configure(push::routes)
+            .configure(calendar::routes)
             .configure(memories::routes)
             .configure(conversations::routes)
             .configure(chat::routes)

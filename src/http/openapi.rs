@@ -33,7 +33,7 @@ use crate::domain::{conversation, event, memory, reminder, task};
     components(schemas(ErrorBody)),
     modifiers(&Bearer),
     tags(
-        (name = "tasks"), (name = "events"), (name = "reminders"), (name = "push"), (name = "memories"),
+        (name = "tasks"), (name = "events"), (name = "reminders"), (name = "push"), (name = "calendar"), (name = "memories"),
         (name = "conversations"),
         (name = "chat"), (name = "search"), (name = "me"),
         (name = "operations", description = "Health, metrics, this document, webhooks")

@@ -201,6 +201,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/v1/conversations/{id}"),
     ("get", "/v1/conversations/{id}/messages"),
     ("post", "/v1/chat"),
+    ("get", "/v1/calendar.ics"),
     ("get", "/v1/search"),
     ("post", "/webhooks/clerk"),
 ];

@@ -2,6 +2,7 @@
 //! One test binary, so that it links once.
 
 mod auth;
+mod calendar;
 mod chat;
 mod conversations;
 mod cors;
