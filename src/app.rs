@@ -197,6 +197,7 @@ impl Application {
                 conversations: store.clone(),
                 reminders: store.clone(),
                 push: store.clone(),
+                feeds: store.clone(),
                 pusher: Arc::new(crate::push::WebPush::new(
                     &config.push,
                     &config.server.data_dir,

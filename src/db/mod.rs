@@ -4,6 +4,7 @@
 //! Diesel's synchronous API runs on tokio's blocking pool (`PgStore::run`); see the README's
 //! architecture section for why.
 
+mod feeds;
 mod lexical;
 mod models;
 mod outbox;

@@ -1,6 +1,17 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    calendar_feeds (id) {
+        id -> Uuid,
+        user_id -> Text,
+        secret_hash -> Bytea,
+        created_at -> Timestamptz,
+        content_hash -> Nullable<Bytea>,
+        content_changed_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     conversations (id) {
         id -> Uuid,
         user_id -> Text,
@@ -150,6 +161,7 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(calendar_feeds -> users (user_id));
 diesel::joinable!(conversations -> users (user_id));
 diesel::joinable!(events -> users (user_id));
 diesel::joinable!(memories -> users (user_id));
@@ -165,6 +177,7 @@ diesel::joinable!(reminders -> users (user_id));
 diesel::joinable!(tasks -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    calendar_feeds,
     conversations,
     erased_users,
     events,

@@ -2,9 +2,10 @@
 //! the format). Bounded: a user's export reads at most [`EXPORT_EVENTS_MAX`] events and
 //! [`EXPORT_TASKS_MAX`] tasks.
 
-use super::error::DomainResult;
+use super::error::{DomainError, DomainResult};
 use super::event::Event;
 use super::page::{MAX_LIMIT, PageRequest};
+use super::ports::StoredFeed;
 use super::service::Domain;
 use super::task::{Task, TaskFilter, TaskQuery};
 use super::values::UserId;
@@ -68,5 +69,87 @@ impl Domain {
             tasks,
             timezone: self.settings.timezone,
         })
+    }
+}
+
+/// Reads of one user's feed per hour: calendar apps poll every few minutes to hours.
+pub const FEED_READS_PER_HOUR: u32 = 120;
+
+/// A feed's token as the user receives it (once): `<id>.<secret>`.
+#[derive(Debug, Clone)]
+pub struct FeedToken(pub String);
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    hmac_sha256::Hash::hash(bytes)
+}
+
+impl Domain {
+    /// Makes the user a new feed (replacing the old, whose URL stops working) and returns its
+    /// token. The secret is 244 bits from the OS's generator (two v4 UUIDs); only its hash is
+    /// stored.
+    #[tracing::instrument(level = "debug", skip(self), fields(user = %user))]
+    pub async fn create_calendar_feed(&self, user: &UserId) -> DomainResult<FeedToken> {
+        let id = uuid::Uuid::now_v7();
+        let secret = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let feed = StoredFeed {
+            id,
+            user: user.clone(),
+            secret_hash: sha256(secret.as_bytes()),
+        };
+        self.ports
+            .feeds
+            .replace_feed(user, &feed, self.ports.clock.now())
+            .await?;
+        tracing::info!(feed = %id, "calendar feed created");
+        Ok(FeedToken(format!("{}.{secret}", id.simple())))
+    }
+
+    pub async fn revoke_calendar_feed(&self, user: &UserId) -> DomainResult<()> {
+        if !self.ports.feeds.revoke_feed(user).await? {
+            return Err(DomainError::NotFound);
+        }
+        tracing::info!(user = %user, "calendar feed revoked");
+        Ok(())
+    }
+
+    /// The calendar behind a feed token; `NotFound` for a token that is not (or no longer) a
+    /// feed's, told apart from nothing else. Rate-limited per feed owner.
+    pub async fn calendar_feed(&self, token: &str) -> DomainResult<(uuid::Uuid, CalendarExport)> {
+        use subtle::ConstantTimeEq as _;
+        let (id, secret) = token.split_once('.').ok_or(DomainError::NotFound)?;
+        let id = uuid::Uuid::try_parse(id).map_err(|_| DomainError::NotFound)?;
+        let given = sha256(secret.as_bytes());
+        let Some(feed) = self.ports.feeds.feed(id).await? else {
+            return Err(DomainError::NotFound);
+        };
+        if !bool::from(feed.secret_hash.ct_eq(&given)) {
+            return Err(DomainError::NotFound);
+        }
+        if let Err(wait) = self.feed_reads.check(&feed.user) {
+            return Err(DomainError::RateLimited {
+                retry_after_secs: wait.as_secs().max(1),
+            });
+        }
+        Ok((feed.id, self.calendar_export(&feed.user).await?))
+    }
+
+    /// When the feed's body last changed, given the one it serves now.
+    pub async fn calendar_feed_changed(
+        &self,
+        feed: uuid::Uuid,
+        body: &[u8],
+    ) -> DomainResult<(String, chrono::DateTime<chrono::Utc>)> {
+        let hash = sha256(body);
+        let at = self
+            .ports
+            .feeds
+            .feed_content(feed, hash, self.ports.clock.now())
+            .await?;
+        let tag: String = hash[..16].iter().map(|b| format!("{b:02x}")).collect();
+        Ok((tag, at))
     }
 }

@@ -163,6 +163,35 @@ pub trait ConversationRepository: Send + Sync {
     ) -> DomainResult<Option<Vec<Message>>>;
 }
 
+/// A user's calendar feed, as stored: the SHA-256 of its secret.
+#[derive(Debug, Clone)]
+pub struct StoredFeed {
+    pub id: Uuid,
+    pub user: UserId,
+    pub secret_hash: [u8; 32],
+}
+
+#[async_trait]
+pub trait FeedRepository: Send + Sync {
+    /// Stores the user's feed, replacing any they had.
+    async fn replace_feed(
+        &self,
+        user: &UserId,
+        feed: &StoredFeed,
+        at: DateTime<Utc>,
+    ) -> DomainResult<()>;
+    /// Deletes the user's feed; `false` when they had none.
+    async fn revoke_feed(&self, user: &UserId) -> DomainResult<bool>;
+    async fn feed(&self, id: Uuid) -> DomainResult<Option<StoredFeed>>;
+    /// Records the hash of the body the feed serves now; returns when it last changed.
+    async fn feed_content(
+        &self,
+        id: Uuid,
+        hash: [u8; 32],
+        at: DateTime<Utc>,
+    ) -> DomainResult<DateTime<Utc>>;
+}
+
 #[async_trait]
 pub trait ReminderRepository: Send + Sync {
     /// Stores a reminder. A task or event it names that is not the user's, or a user who

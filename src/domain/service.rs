@@ -92,6 +92,7 @@ pub struct Ports {
     pub conversations: Arc<dyn ConversationRepository>,
     pub reminders: Arc<dyn ReminderRepository>,
     pub push: Arc<dyn super::push::PushRepository>,
+    pub feeds: Arc<dyn super::ports::FeedRepository>,
     pub pusher: Arc<dyn super::push::PushGateway>,
     pub lexical: Arc<dyn LexicalIndex>,
     pub turn_reads: Arc<dyn TurnReader>,
@@ -152,6 +153,7 @@ pub struct Domain {
     push_signal: Arc<Notify>,
     pub(crate) turns: Arc<Turns>,
     pub(crate) sends: Arc<RateLimiter>,
+    pub(crate) feed_reads: Arc<RateLimiter>,
 }
 
 impl Domain {
@@ -164,6 +166,7 @@ impl Domain {
             push_signal: Arc::new(Notify::new()),
             turns: Arc::new(Turns::default()),
             sends: Arc::new(RateLimiter::new(settings.chat_sends_per_hour)),
+            feed_reads: Arc::new(RateLimiter::new(super::calendar::FEED_READS_PER_HOUR)),
             settings,
         }
     }

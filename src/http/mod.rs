@@ -58,6 +58,7 @@ pub fn api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     health::routes(cfg);
     cfg.service(metrics::render).service(openapi::serve);
     webhooks::routes(cfg);
+    calendar::feed_routes(cfg);
     cfg.service(
         utoipa_actix_web::scope("/v1")
             .configure(me::routes)

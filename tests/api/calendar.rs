@@ -120,6 +120,9 @@ async fn the_export_expands_in_other_libraries_to_the_occurrences_the_api_lists(
     assert!(content_type.starts_with("text/calendar"), "{content_type}");
     let ics = reply.text().await.unwrap();
     assert!(ics.starts_with("BEGIN:VCALENDAR\r\n"), "{ics}");
+    // The same calendar renders to the same bytes (a feed's ETag depends on it).
+    let again = app.get_text("/v1/calendar.ics", "alice").await;
+    assert_eq!(again, ics);
     assert!(
         ics.lines().all(|l| l.len() <= 75),
         "lines are folded at 75 octets:\n{ics}"
@@ -235,4 +238,148 @@ async fn the_export_expands_in_other_libraries_to_the_occurrences_the_api_lists(
         .await
         .unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn the_secret_feed_serves_the_calendar_with_conditional_requests_until_revoked() {
+    let app = crate::helpers::spawn_app().await;
+    let event = app
+        .create_event(
+            "alice",
+            json!({ "title": "Concert", "startAt": "2027-05-01T19:00:00Z", "endAt": "2027-05-01T21:00:00Z" }),
+        )
+        .await;
+    let made = app.post("/v1/calendar/feed", "alice", json!({})).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let url = made.body["url"].as_str().unwrap().to_owned();
+    let prefix = format!("http://{}/ics/", app.addr);
+    assert!(url.starts_with(&prefix) && url.ends_with(".ics"), "{url}");
+    let token = url[prefix.len()..url.len() - 4].to_owned();
+    // Only a hash of the secret is kept.
+    let (_, secret) = token.split_once('.').unwrap();
+    let hex: String = hmac_sha256::Hash::hash(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM calendar_feeds WHERE encode(secret_hash, 'hex') = '{hex}'"
+        )),
+        1
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM calendar_feeds WHERE position('{secret}' IN encode(secret_hash, 'escape')) > 0"
+        )),
+        0
+    );
+
+    // No Authorization header: the URL is the secret.
+    let get = |headers: Vec<(&'static str, String)>| {
+        let mut req = app.client.get(&url);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        req.send()
+    };
+    let first = get(vec![]).await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let etag = first.headers()["etag"].to_str().unwrap().to_owned();
+    let modified = first.headers()["last-modified"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body = first.text().await.unwrap();
+    let parsed = expand(&body, "2027-04-01T00:00:00Z", "2027-06-01T00:00:00Z");
+    assert_eq!(
+        parsed["occurrences"][0]["uid"],
+        format!("{}@pixie", event["id"].as_str().unwrap())
+    );
+    let again = get(vec![("if-none-match", etag.clone())]).await.unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    assert!(again.text().await.unwrap().is_empty());
+    let since = get(vec![("if-modified-since", modified.clone())])
+        .await
+        .unwrap();
+    assert_eq!(since.status(), StatusCode::NOT_MODIFIED);
+
+    // A new event, then a deleted one: each changes the ETag, and If-Modified-Since sees it.
+    let extra = app
+        .create_event(
+            "alice",
+            json!({ "title": "Encore", "startAt": "2027-05-02T19:00:00Z", "endAt": "2027-05-02T20:00:00Z" }),
+        )
+        .await;
+    let changed = get(vec![("if-none-match", etag.clone())]).await.unwrap();
+    assert_eq!(changed.status(), StatusCode::OK);
+    let etag2 = changed.headers()["etag"].to_str().unwrap().to_owned();
+    assert_ne!(etag2, etag);
+    assert!(changed.text().await.unwrap().contains("Encore"));
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let at_etag2 = get(vec![]).await.unwrap();
+    let modified2 = at_etag2.headers()["last-modified"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    app.delete(
+        &format!("/v1/events/{}", extra["id"].as_str().unwrap()),
+        "alice",
+    )
+    .await;
+    let after_delete = get(vec![("if-modified-since", modified2)]).await.unwrap();
+    assert_eq!(
+        after_delete.status(),
+        StatusCode::OK,
+        "a deletion is a change"
+    );
+    assert!(!after_delete.text().await.unwrap().contains("Encore"));
+
+    // Wrong secrets and tokens: 404, as for one never made.
+    let (id, _) = token.split_once('.').unwrap();
+    for bad in [
+        format!("{id}.{}", "0".repeat(64)),
+        "nonsense".to_owned(),
+        id.to_string(),
+    ] {
+        let reply = app
+            .client
+            .get(format!("{prefix}{bad}.ics"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), StatusCode::NOT_FOUND, "{bad}");
+    }
+    // A new feed replaces the old; revoking ends it.
+    let renewed = app.post("/v1/calendar/feed", "alice", json!({})).await;
+    let new_url = renewed.body["url"].as_str().unwrap().to_owned();
+    assert_eq!(get(vec![]).await.unwrap().status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.client.get(&new_url).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.delete("/v1/calendar/feed", "alice").await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.client.get(&new_url).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.delete("/v1/calendar/feed", "alice").await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // Rate-limited per feed.
+    let limited = app.post("/v1/calendar/feed", "bob", json!({})).await;
+    let bob_url = limited.body["url"].as_str().unwrap().to_owned();
+    let mut statuses = Vec::new();
+    for _ in 0..130 {
+        statuses.push(app.client.get(&bob_url).send().await.unwrap().status());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+        120
+    );
+    assert_eq!(statuses.last(), Some(&StatusCode::TOO_MANY_REQUESTS));
 }

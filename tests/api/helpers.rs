@@ -364,6 +364,19 @@ impl TestApp {
         }
     }
 
+    /// A GET whose body is not JSON (iCalendar), as text.
+    pub async fn get_text(&self, path: &str, user: &str) -> String {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(format!("dev:{user}"))
+            .send()
+            .await
+            .expect("request")
+            .text()
+            .await
+            .expect("body")
+    }
+
     pub async fn get(&self, path: &str, user: &str) -> Reply {
         self.call(Method::GET, path, user, None).await
     }

@@ -202,6 +202,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/conversations/{id}/messages"),
     ("post", "/v1/chat"),
     ("get", "/v1/calendar.ics"),
+    ("post", "/v1/calendar/feed"),
+    ("delete", "/v1/calendar/feed"),
+    ("get", "/ics/{token}.ics"),
     ("get", "/v1/search"),
     ("post", "/webhooks/clerk"),
 ];
