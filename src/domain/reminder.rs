@@ -396,16 +396,9 @@ pub fn next_agenda(
     at: chrono::NaiveTime,
     after: DateTime<Utc>,
 ) -> DateTime<Utc> {
-    use chrono::TimeZone as _;
     let mut day = after.with_timezone(&tz).date_naive();
     for _ in 0..4 {
-        let local = day.and_time(at);
-        let instant = tz.from_local_datetime(&local).earliest().or_else(|| {
-            // In a gap: an hour later is past it in every zone that has one.
-            tz.from_local_datetime(&(local + Duration::hours(1)))
-                .earliest()
-        });
-        if let Some(instant) = instant.map(|i| i.with_timezone(&Utc))
+        if let Some(instant) = local_instant(tz, day.and_time(at))
             && instant > after
         {
             return instant;
@@ -413,6 +406,20 @@ pub fn next_agenda(
         day = day.succ_opt().unwrap_or(day);
     }
     after + Duration::days(1)
+}
+
+/// The instant a wall-clock time reads in `tz`: the first of two (fall back), or the first
+/// after the gap when the clocks skip it (spring forward).
+fn local_instant(tz: chrono_tz::Tz, local: chrono::NaiveDateTime) -> Option<DateTime<Utc>> {
+    use chrono::TimeZone as _;
+    tz.from_local_datetime(&local)
+        .earliest()
+        // In a gap: an hour later is past it in every zone that has one.
+        .or_else(|| {
+            tz.from_local_datetime(&(local + Duration::hours(1)))
+                .earliest()
+        })
+        .map(|i| i.with_timezone(&Utc))
 }
 
 /// A waiting agenda reminder, due at `due_at` (its text is written when it fires).
@@ -437,17 +444,10 @@ pub fn agenda_reminder(due_at: DateTime<Utc>, now: DateTime<Utc>) -> Reminder {
 
 /// The local day that holds `at`, as the instants it starts and ends at.
 pub fn local_day(tz: chrono_tz::Tz, at: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
-    use chrono::TimeZone as _;
     let day = at.with_timezone(&tz).date_naive();
     let midnight = |d: chrono::NaiveDate| {
         let local = d.and_time(chrono::NaiveTime::MIN);
-        tz.from_local_datetime(&local)
-            .earliest()
-            .or_else(|| {
-                tz.from_local_datetime(&(local + Duration::hours(1)))
-                    .earliest()
-            })
-            .map_or(local.and_utc(), |i| i.with_timezone(&Utc))
+        local_instant(tz, local).unwrap_or(local.and_utc())
     };
     (midnight(day), midnight(day.succ_opt().unwrap_or(day)))
 }

@@ -79,6 +79,17 @@ fn allowed(ip: IpAddr, loopback: bool) -> bool {
 impl EndpointPolicy {
     /// Accepts `endpoint`, or says why not (for the user).
     pub async fn check(&self, endpoint: &str) -> Result<(), String> {
+        self.check_with(endpoint, true).await
+    }
+
+    /// At send time: the URL and an IP-literal host (which the client connects to without
+    /// resolving); a name is left to the client's resolver, which checks the addresses it
+    /// connects to, so it is not resolved twice.
+    pub async fn check_before_send(&self, endpoint: &str) -> Result<(), String> {
+        self.check_with(endpoint, false).await
+    }
+
+    async fn check_with(&self, endpoint: &str, resolve_names: bool) -> Result<(), String> {
         let url = url::Url::parse(endpoint).map_err(|e| format!("is not a URL ({e})"))?;
         if !url.username().is_empty() || url.password().is_some() {
             return Err("must not carry credentials".to_owned());
@@ -98,6 +109,7 @@ impl EndpointPolicy {
             None => return Err("has no host".to_owned()),
             Some(url::Host::Ipv4(ip)) => vec![IpAddr::V4(ip)],
             Some(url::Host::Ipv6(ip)) => vec![IpAddr::V6(ip)],
+            Some(url::Host::Domain(_)) if !resolve_names => Vec::new(),
             Some(url::Host::Domain(name)) => resolve(name, port)
                 .await?
                 .into_iter()
@@ -266,5 +278,35 @@ mod tests {
         assert!(dev.check("http://10.0.0.7/push").await.is_err());
         assert!(dev.check("http://8.8.8.8/push").await.is_err());
         assert!(dev.check("https://127.0.0.1/push").await.is_err());
+        // Before a send: the URL and literal addresses; names are the resolver's.
+        assert!(
+            strict
+                .check_before_send("https://10.0.0.1/x")
+                .await
+                .is_err()
+        );
+        assert!(
+            strict
+                .check_before_send("http://push.example.com/x")
+                .await
+                .is_err()
+        );
+        assert!(
+            strict
+                .check_before_send("https://push.example.com/x")
+                .await
+                .is_ok()
+        );
+        // …and the resolver drops what the policy refuses: localhost is loopback.
+        use reqwest::dns::Resolve as _;
+        let name = |n: &str| n.parse::<reqwest::dns::Name>().unwrap();
+        assert!(strict.resolver().resolve(name("localhost")).await.is_err());
+        let dev_addrs: Vec<_> = dev
+            .resolver()
+            .resolve(name("localhost"))
+            .await
+            .unwrap()
+            .collect();
+        assert!(!dev_addrs.is_empty() && dev_addrs.iter().all(|a| a.ip().is_loopback()));
     }
 }

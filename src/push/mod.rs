@@ -127,9 +127,9 @@ impl PushGateway for WebPush {
     }
 
     async fn send(&self, subscription: &StoredSubscription, message: &PushMessage) -> PushOutcome {
-        // Checked again now: the name may resolve elsewhere than when it was stored. The
-        // client's resolver repeats the check on the addresses it connects to.
-        if let Err(reason) = self.policy.check(&subscription.endpoint).await {
+        // Checked again now; a name may resolve elsewhere than when it was stored, which the
+        // client's resolver checks on the addresses it connects to.
+        if let Err(reason) = self.policy.check_before_send(&subscription.endpoint).await {
             return PushOutcome::Rejected {
                 status: None,
                 reason,
