@@ -122,6 +122,8 @@ pub struct EventRow {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub alerts: Vec<i32>,
+    pub timezone: Option<String>,
+    pub exdates: Vec<DateTime<Utc>>,
 }
 
 impl EventRow {
@@ -143,6 +145,8 @@ impl EventRow {
                 .iter()
                 .map(|m| i32::try_from(*m).unwrap_or(i32::MAX))
                 .collect(),
+            timezone: event.timezone.map(|tz| tz.name().to_owned()),
+            exdates: event.exdates.clone(),
         }
     }
 }
@@ -165,6 +169,9 @@ impl From<EventRow> for Event {
                 .into_iter()
                 .filter_map(|m| u32::try_from(m).ok())
                 .collect(),
+            // A zone this build no longer knows repeats on the server's, like a new event.
+            timezone: row.timezone.and_then(|name| name.parse().ok()),
+            exdates: row.exdates,
             occurrence_of: None,
         }
     }

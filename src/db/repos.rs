@@ -21,13 +21,14 @@ use super::schema::{
     webhook_deliveries,
 };
 use super::{DbError, PgStore};
+use crate::domain::calendar::ImportApplied;
 use crate::domain::conversation::{Conversation, ConversationQuery, Message, MessageQuery};
 use crate::domain::event::Event;
 use crate::domain::memory::{Memory, MemoryQuery};
 use crate::domain::page::{Cursor, PageRequest};
 use crate::domain::ports::{
-    ConversationRepository, EventRepository, MemoryRepository, Mutation, RangeQuery, RangeRows,
-    TaskRepository, TurnReader, TurnReads, TurnRows, UserRepository,
+    ConversationRepository, EventRepository, ImportRow, MemoryRepository, Mutation, RangeQuery,
+    RangeRows, TaskRepository, TurnReader, TurnReads, TurnRows, UserRepository,
 };
 use crate::domain::reminder::TaskCascade;
 use crate::domain::task::{Task, TaskQuery};
@@ -604,6 +605,94 @@ impl EventRepository for PgStore {
         })
         .await
     }
+
+    async fn import(&self, user: &UserId, rows: Vec<ImportRow>) -> DomainResult<ImportApplied> {
+        let user = user.clone();
+        let timezone = self.timezone;
+        self.run(move |conn| {
+            conn.transaction(|conn| {
+                let mut applied = ImportApplied::default();
+                for ImportRow {
+                    key,
+                    own,
+                    mut event,
+                } in rows
+                {
+                    let mine = events::user_id.eq(user.as_str());
+                    let by_id = match own {
+                        Some(id) => events::table
+                            .filter(events::id.eq(id).and(mine))
+                            .select(EventRow::as_select())
+                            .for_update()
+                            .first(conn)
+                            .optional()?,
+                        None => None,
+                    };
+                    let existing = match by_id {
+                        Some(row) => Some(row),
+                        None => events::table
+                            .filter(events::ical_uid.eq(&key).and(mine))
+                            .select(EventRow::as_select())
+                            .for_update()
+                            .first(conn)
+                            .optional()?,
+                    };
+                    let Some(before) = existing.map(Event::from) else {
+                        diesel::insert_into(events::table)
+                            .values((EventRow::new(&user, &event), events::ical_uid.eq(&key)))
+                            .execute(conn)?;
+                        if !event.alerts.is_empty() {
+                            reminders::sync_alerts(
+                                conn,
+                                &user,
+                                &event,
+                                timezone,
+                                event.created_at,
+                            )?;
+                        }
+                        applied.created.push(event);
+                        continue;
+                    };
+                    event.id = before.id;
+                    event.created_at = before.created_at;
+                    if same_content(&before, &event) {
+                        applied.unchanged += 1;
+                        continue;
+                    }
+                    diesel::update(events::table.find(event.id))
+                        .set(&EventRow::new(&user, &event))
+                        .execute(conn)?;
+                    if before.recurrence.is_none()
+                        && event.recurrence.is_none()
+                        && before.start_at != event.start_at
+                    {
+                        let shift = event.start_at - before.start_at;
+                        reminders::shift_event(conn, event.id, shift, event.updated_at)?;
+                    }
+                    if !before.alerts.is_empty() || !event.alerts.is_empty() {
+                        reminders::sync_alerts(conn, &user, &event, timezone, event.updated_at)?;
+                    }
+                    applied.updated.push(event);
+                }
+                Ok(applied)
+            })
+        })
+        .await
+    }
+}
+
+/// Whether an import would change nothing the user sees of the event.
+fn same_content(a: &Event, b: &Event) -> bool {
+    a.title == b.title
+        && a.description == b.description
+        && a.location == b.location
+        && a.start_at == b.start_at
+        && a.end_at == b.end_at
+        && a.is_all_day == b.is_all_day
+        && a.recurrence == b.recurrence
+        && a.alerts == b.alerts
+        && a.timezone == b.timezone
+        && a.exdates == b.exdates
 }
 
 #[async_trait]

@@ -43,6 +43,9 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         alerts -> Array<Int4>,
+        timezone -> Nullable<Text>,
+        exdates -> Array<Timestamptz>,
+        ical_uid -> Nullable<Text>,
     }
 }
 

@@ -2,10 +2,11 @@
 //! the format). Bounded: a user's export reads at most [`EXPORT_EVENTS_MAX`] events and
 //! [`EXPORT_TASKS_MAX`] tasks.
 
-use super::error::{DomainError, DomainResult};
-use super::event::Event;
+use super::bus::Change;
+use super::error::{DomainError, DomainResult, FieldErrors};
+use super::event::{EXDATES_MAX, Event, NewEvent};
 use super::page::{MAX_LIMIT, PageRequest};
-use super::ports::StoredFeed;
+use super::ports::{ImportRow, StoredFeed};
 use super::service::Domain;
 use super::task::{Task, TaskFilter, TaskQuery};
 use super::values::UserId;
@@ -151,5 +152,149 @@ impl Domain {
             .await?;
         let tag: String = hash[..16].iter().map(|b| format!("{b:02x}")).collect();
         Ok((tag, at))
+    }
+}
+
+/// The most events one import may hold (a file's VEVENTs, overrides included).
+pub const IMPORT_EVENTS_MAX: usize = 2_000;
+
+/// An event read from an iCalendar file (the edge reads the format), not yet validated.
+#[derive(Debug, Clone)]
+pub struct ImportedEvent {
+    /// The UID, and for a RECURRENCE-ID override the instant it replaces.
+    pub uid: String,
+    pub recurrence_id: Option<chrono::DateTime<chrono::Utc>>,
+    /// The file's line where the VEVENT begins, for errors.
+    pub line: usize,
+    pub event: NewEvent,
+    pub timezone: Option<chrono_tz::Tz>,
+    pub exdates: Vec<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A part of the file that was not imported, and why.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SkippedItem {
+    /// The component's UID, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    /// The file's line where the component begins.
+    pub line: usize,
+    pub reason: String,
+}
+
+/// What an import wrote.
+#[derive(Debug, Default)]
+pub struct ImportApplied {
+    pub created: Vec<Event>,
+    pub updated: Vec<Event>,
+    pub unchanged: usize,
+}
+
+/// What an import did, as the client is told.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportReport {
+    pub created: usize,
+    pub updated: usize,
+    /// Events that were already there exactly as the file has them.
+    pub unchanged: usize,
+    pub skipped: usize,
+    pub skipped_items: Vec<SkippedItem>,
+}
+
+/// The key an event is imported under: its UID, and an override's RECURRENCE-ID.
+fn import_key(event: &ImportedEvent) -> String {
+    match event.recurrence_id {
+        Some(at) => format!(
+            "{};RECURRENCE-ID={}",
+            event.uid,
+            at.format("%Y%m%dT%H%M%SZ")
+        ),
+        None => event.uid.clone(),
+    }
+}
+
+/// The id in a UID this server exported (`<id>@pixie`).
+fn own_id(uid: &str) -> Option<uuid::Uuid> {
+    uid.strip_suffix("@pixie")
+        .and_then(|id| uuid::Uuid::try_parse(id).ok())
+}
+
+impl Domain {
+    /// Imports a file's events, all or none: an event that fails validation fails the import
+    /// with its line. Re-importing a file updates the events it made, never duplicates them.
+    #[tracing::instrument(level = "debug", skip_all, fields(user = %user, events = events.len()))]
+    pub async fn import_calendar(
+        &self,
+        user: &UserId,
+        events: Vec<ImportedEvent>,
+        skipped: Vec<SkippedItem>,
+    ) -> DomainResult<ImportReport> {
+        if events.len() > IMPORT_EVENTS_MAX {
+            return Err(DomainError::invalid(
+                "body",
+                format!(
+                    "the file has {} events; at most {IMPORT_EVENTS_MAX} are imported at once",
+                    events.len()
+                ),
+            ));
+        }
+        let now = self.ports.clock.now();
+        let mut rows = Vec::with_capacity(events.len());
+        for imported in events {
+            let line = imported.line;
+            let at_line = |problem: String| {
+                let mut fields = FieldErrors::new();
+                fields.add("body", format!("line {line}: {problem}"));
+                fields.add("line", line.to_string());
+                DomainError::Validation(fields)
+            };
+            if imported.exdates.len() > EXDATES_MAX {
+                return Err(at_line(format!("at most {EXDATES_MAX} EXDATEs per event")));
+            }
+            let key = import_key(&imported);
+            let mut event = match imported.event.validate(uuid::Uuid::now_v7(), now) {
+                Ok(event) => event,
+                Err(DomainError::Validation(fields)) => return Err(at_line(fields.to_string())),
+                Err(other) => return Err(other),
+            };
+            event.timezone = imported.timezone;
+            let mut exdates = imported.exdates;
+            exdates.sort_unstable();
+            exdates.dedup();
+            event.exdates = exdates;
+            rows.push(ImportRow {
+                own: own_id(&imported.uid),
+                key,
+                event,
+            });
+        }
+        let applied = self.ports.events.import(user, rows).await?;
+        if !applied.created.is_empty() || !applied.updated.is_empty() {
+            self.signal_index();
+            self.signal_reminders();
+        }
+        tracing::info!(
+            created = applied.created.len(),
+            updated = applied.updated.len(),
+            unchanged = applied.unchanged,
+            skipped = skipped.len(),
+            "calendar imported"
+        );
+        let report = ImportReport {
+            created: applied.created.len(),
+            updated: applied.updated.len(),
+            unchanged: applied.unchanged,
+            skipped: skipped.len(),
+            skipped_items: skipped,
+        };
+        for event in applied.created {
+            self.publish(user, Change::EventCreated(event));
+        }
+        for event in applied.updated {
+            self.publish(user, Change::EventUpdated(event));
+        }
+        Ok(report)
     }
 }

@@ -42,10 +42,31 @@ pub struct Event {
     pub updated_at: DateTime<Utc>,
     /// Minutes before each occurrence's start at which the user is reminded.
     pub alerts: Vec<u32>,
+    /// The IANA zone a recurring event repeats in, when it is not the server's
+    /// (`ai.timezone`): set by an iCalendar import from the file's TZID.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "zone_name")]
+    #[schema(value_type = Option<String>, example = "America/New_York")]
+    pub timezone: Option<chrono_tz::Tz>,
+    /// Starts of occurrences the series skips (EXDATE), in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exdates: Vec<DateTime<Utc>>,
     /// Set on an occurrence of a recurring event in a range listing: the series' id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub occurrence_of: Option<Uuid>,
 }
+
+fn zone_name<S: serde::Serializer>(
+    tz: &Option<chrono_tz::Tz>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match tz {
+        Some(tz) => serializer.serialize_str(tz.name()),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// The most EXDATEs one series keeps.
+pub const EXDATES_MAX: usize = 1_000;
 
 impl Event {
     /// Position in the listing ordered by start time.
@@ -119,6 +140,7 @@ impl Event {
     ) -> Result<Vec<Event>, TooCostly> {
         let after_cursor =
             |start: DateTime<Utc>| cursor.is_none_or(|c| (start, self.id) > (c.at, c.id));
+        let tz = self.timezone.unwrap_or(tz);
         let Some(rule) = &self.recurrence else {
             let overlaps = self.start_at < to && self.end_at > from;
             return Ok(if overlaps && after_cursor(self.start_at) && limit > 0 {
@@ -169,7 +191,10 @@ impl Event {
             if start_at >= to {
                 break;
             }
-            if start_at <= lowest || !after_cursor(start_at) {
+            if start_at <= lowest
+                || !after_cursor(start_at)
+                || self.exdates.binary_search(&start_at).is_ok()
+            {
                 continue;
             }
             found.push(Event {
@@ -381,6 +406,8 @@ impl NewEvent {
             created_at: now,
             updated_at: now,
             alerts: Vec::new(),
+            timezone: None,
+            exdates: Vec::new(),
             occurrence_of: None,
         };
         event.set_alerts(self.alerts, &mut errors);
@@ -532,6 +559,8 @@ mod tests {
             created_at: start_at,
             updated_at: start_at,
             alerts: Vec::new(),
+            timezone: None,
+            exdates: Vec::new(),
             occurrence_of: None,
         }
     }

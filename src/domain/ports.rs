@@ -111,6 +111,22 @@ pub trait EventRepository: Send + Sync {
         change: Mutation<Event>,
     ) -> DomainResult<Option<Event>>;
     async fn delete(&self, user: &UserId, id: Uuid) -> DomainResult<bool>;
+    /// Writes an import in one transaction: each event replaces the one with its id (an
+    /// event this server exported) or its import key, or is inserted under that key.
+    async fn import(
+        &self,
+        user: &UserId,
+        events: Vec<ImportRow>,
+    ) -> DomainResult<crate::domain::calendar::ImportApplied>;
+}
+
+/// One event of an import, validated: written under `key`, or over `own` (an event of this
+/// server's export that still exists).
+#[derive(Debug, Clone)]
+pub struct ImportRow {
+    pub key: String,
+    pub own: Option<Uuid>,
+    pub event: Event,
 }
 
 #[async_trait]

@@ -715,6 +715,8 @@ mod tests {
             alerts: Vec::new(),
             created_at: now(),
             updated_at: now(),
+            timezone: None,
+            exdates: Vec::new(),
             occurrence_of: None,
         };
         let text = agenda_text(

@@ -5,7 +5,7 @@
 
 use actix_web::http::header::{self, Header as _};
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
-use chrono::{DateTime, NaiveDate, Timelike as _, Utc};
+use chrono::{DateTime, Datelike as _, NaiveDate, Timelike as _, Utc};
 use icalendar::{
     Alarm, Calendar, CalendarDateTime, Component, EventLike, Todo, TodoStatus, Trigger,
 };
@@ -13,13 +13,17 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::AppState;
 use super::auth::AuthUser;
-use super::error::{ApiErrors, ApiResult};
-use crate::domain::calendar::CalendarExport;
+use super::calendar_import;
+use super::error::{ApiError, ApiErrors, ApiResult};
+use super::extract::read_body;
+use crate::domain::FieldErrors;
+use crate::domain::calendar::{CalendarExport, ImportReport};
 use crate::domain::event::Event;
 use crate::domain::task::{Task, TaskStatus};
 
 pub fn routes(cfg: &mut ServiceConfig) {
     cfg.service(calendar_ics)
+        .service(import)
         .service(create_feed)
         .service(revoke_feed);
 }
@@ -53,6 +57,63 @@ async fn create_feed(
     Ok(HttpResponse::Created()
         .insert_header(header::CacheControl(vec![header::CacheDirective::NoStore]))
         .json(FeedUrl { url }))
+}
+
+/// Import an iCalendar file's events
+///
+/// The body is an RFC 5545 file (`Content-Type: text/calendar`, within `server.max_body_bytes`,
+/// at most 2,000 events). VEVENTs are imported with their RRULE, EXDATEs, all-day dates, time
+/// zones (TZID: IANA or Windows names) and alerts (VALARMs before the start). A RECURRENCE-ID
+/// override is kept as an event of its own, and its series skips the occurrence it replaces.
+/// Importing is idempotent on UID: importing a file again updates its events (and an export of
+/// this server updates the events it came from). All or nothing: a malformed file is 400 with
+/// the failing line in `details.line`, and nothing is written. What was not imported (other
+/// components, events without a UID, unknown zones) is listed in `skippedItems`.
+#[utoipa::path(
+    tag = "calendar",
+    request_body(content = String, content_type = "text/calendar"),
+    responses((status = 200, description = "What was imported", body = ImportReport), ApiErrors),
+    security(("bearer" = []))
+)]
+#[post("/calendar/import")]
+async fn import(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> ApiResult<HttpResponse> {
+    let is_calendar = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("text/calendar"));
+    let body = read_body(&req, payload.into_inner()).await?;
+    if !is_calendar {
+        return Err(ApiError::validation(FieldErrors::single(
+            "Content-Type",
+            "must be text/calendar",
+        )));
+    }
+    let text = std::str::from_utf8(&body).map_err(|e| {
+        ApiError::validation(FieldErrors::single(
+            "body",
+            format!("is not UTF-8 text (at byte {})", e.valid_up_to()),
+        ))
+    })?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let zone = state.domain.settings.timezone;
+    // Parsing is CPU work in proportion to the body: off the request workers.
+    let owned = text.to_owned();
+    let parsed = web::block(move || calendar_import::parse(&owned, zone))
+        .await
+        .map_err(|e| ApiError::Domain(anyhow::anyhow!("import parser: {e}").into()))?
+        .map_err(ApiError::validation)?;
+    let report = state
+        .domain
+        .import_calendar(&user.0, parsed.events, parsed.skipped)
+        .await?;
+    Ok(HttpResponse::Ok().json(report))
 }
 
 /// Revoke the feed URL
@@ -172,13 +233,101 @@ pub fn render(export: &CalendarExport) -> String {
         .append_property(icalendar::Property::new("CALSCALE", "GREGORIAN"))
         .name("Pixie")
         .timezone(tz.name());
+    // Every TZID used gets its VTIMEZONE (RFC 5545 §3.6.5), from the earliest year it is used.
+    let mut zones: std::collections::BTreeMap<&'static str, (chrono_tz::Tz, i32)> =
+        std::collections::BTreeMap::new();
+    for event in export
+        .events
+        .iter()
+        .filter(|e| e.recurrence.is_some() && !e.is_all_day)
+    {
+        let zone = event.timezone.unwrap_or(tz);
+        let year = event.start_at.with_timezone(&zone).year();
+        let entry = zones.entry(zone.name()).or_insert((zone, year));
+        entry.1 = entry.1.min(year);
+    }
     for event in &export.events {
         calendar.push(vevent(event, tz));
     }
     for task in &export.tasks {
         calendar.push(vtodo(task));
     }
-    calendar.done().to_string()
+    let mut text = calendar.done().to_string();
+    // The crate writes no VTIMEZONE: they go in before the first component (their lines are
+    // short, with nothing to fold or escape).
+    let this_year = Utc::now().year();
+    let zones: String = zones
+        .values()
+        .filter_map(|(zone, from)| vtimezone(*zone, *from, this_year + ZONE_YEARS_AHEAD))
+        .collect();
+    let at = text
+        .find("\r\nBEGIN:")
+        .or_else(|| text.find("\r\nEND:VCALENDAR"))
+        .map_or(text.len(), |i| i + 2);
+    text.insert_str(at, &zones);
+    text
+}
+
+/// How many years past this one a VTIMEZONE spells out the zone's changes.
+const ZONE_YEARS_AHEAD: i32 = 10;
+
+fn offset_text(seconds: i32) -> String {
+    let sign = if seconds < 0 { '-' } else { '+' };
+    let s = seconds.unsigned_abs();
+    format!("{sign}{:02}{:02}", s / 3600, (s / 60) % 60)
+}
+
+/// A zone's VTIMEZONE: its offset at the start of `from`, and each change of offset up to the
+/// end of `to`, as the zone database (chrono-tz) has them. Found by stepping a day at a time
+/// and narrowing each change to the second.
+fn vtimezone(zone: chrono_tz::Tz, from: i32, to: i32) -> Option<String> {
+    use chrono::{Offset as _, TimeZone as _};
+    use chrono_tz::{OffsetComponents as _, OffsetName as _};
+    let offset = |at: DateTime<Utc>| zone.offset_from_utc_datetime(&at.naive_utc());
+    let start = Utc.with_ymd_and_hms(from, 1, 1, 0, 0, 0).single()?;
+    let end = Utc.with_ymd_and_hms(to + 1, 1, 1, 0, 0, 0).single()?;
+    let observance = |at: DateTime<Utc>, before: i32, after: &chrono_tz::TzOffset| {
+        let kind = if after.dst_offset().is_zero() {
+            "STANDARD"
+        } else {
+            "DAYLIGHT"
+        };
+        let local = at.naive_utc() + chrono::Duration::seconds(i64::from(before));
+        format!(
+            "BEGIN:{kind}\r\nDTSTART:{}\r\nTZOFFSETFROM:{}\r\nTZOFFSETTO:{}\r\nTZNAME:{}\r\nEND:{kind}\r\n",
+            local.format("%Y%m%dT%H%M%S"),
+            offset_text(before),
+            offset_text(after.fix().local_minus_utc()),
+            after.abbreviation().unwrap_or(zone.name()),
+        )
+    };
+    let first = offset(start);
+    let first_seconds = first.fix().local_minus_utc();
+    let mut text = format!("BEGIN:VTIMEZONE\r\nTZID:{}\r\n", zone.name());
+    text.push_str(&observance(start, first_seconds, &first));
+    let mut at = start;
+    let mut current = first_seconds;
+    while at < end {
+        let next = at + chrono::Duration::days(1);
+        let seconds = offset(next).fix().local_minus_utc();
+        if seconds != current {
+            // The change is in (at, next]: narrow it down.
+            let (mut low, mut high) = (at, next);
+            while high - low > chrono::Duration::seconds(1) {
+                let mid = low + (high - low) / 2;
+                if offset(mid).fix().local_minus_utc() == current {
+                    low = mid;
+                } else {
+                    high = mid;
+                }
+            }
+            text.push_str(&observance(high, current, &offset(high)));
+            current = seconds;
+        }
+        at = next;
+    }
+    text.push_str("END:VTIMEZONE\r\n");
+    Some(text)
 }
 
 fn local_date(at: DateTime<Utc>, tz: chrono_tz::Tz) -> NaiveDate {
@@ -203,6 +352,7 @@ fn vevent(event: &Event, tz: chrono_tz::Tz) -> icalendar::Event {
         out.starts(start).ends(end);
     } else if event.recurrence.is_some() {
         // The rule repeats on the zone's wall clock: DTSTART carries the zone.
+        let tz = event.timezone.unwrap_or(tz);
         let at =
             |t: DateTime<Utc>| CalendarDateTime::from((t.with_timezone(&tz).naive_local(), tz));
         out.starts(at(event.start_at)).ends(at(event.end_at));
@@ -211,6 +361,20 @@ fn vevent(event: &Event, tz: chrono_tz::Tz) -> icalendar::Event {
     }
     if let Some(rule) = &event.recurrence {
         out.add_property("RRULE", rule);
+        let zone = event.timezone.unwrap_or(tz);
+        for skipped in &event.exdates {
+            let local = skipped.with_timezone(&zone);
+            let property = if event.is_all_day {
+                icalendar::Property::new("EXDATE", local.format("%Y%m%d").to_string())
+                    .add_parameter("VALUE", "DATE")
+                    .done()
+            } else {
+                icalendar::Property::new("EXDATE", local.format("%Y%m%dT%H%M%S").to_string())
+                    .add_parameter("TZID", zone.name())
+                    .done()
+            };
+            out.append_multi_property(property);
+        }
     }
     if let Some(description) = &event.description {
         out.description(description);

@@ -383,3 +383,439 @@ async fn the_secret_feed_serves_the_calendar_with_conditional_requests_until_rev
     );
     assert_eq!(statuses.last(), Some(&StatusCode::TOO_MANY_REQUESTS));
 }
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ical/fixtures");
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(format!("{FIXTURES}/{name}")).unwrap()
+}
+
+async fn import(app: &crate::helpers::TestApp, user: &str, ics: &str) -> crate::helpers::Reply {
+    crate::helpers::TestApp::send(
+        app.client
+            .post(app.url("/v1/calendar/import"))
+            .bearer_auth(format!("dev:{user}"))
+            .header("content-type", "text/calendar; charset=utf-8")
+            .body(ics.to_owned()),
+    )
+    .await
+}
+
+/// (title, startAt, endAt) of what `GET /v1/events` lists over the range.
+async fn listed(
+    app: &crate::helpers::TestApp,
+    user: &str,
+    from: &str,
+    to: &str,
+) -> Vec<(String, String, String)> {
+    let page = app
+        .get(&format!("/v1/events?from={from}&to={to}&limit=100"), user)
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    page.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["title"].as_str().unwrap().to_owned(),
+                e["startAt"].as_str().unwrap().to_owned(),
+                e["endAt"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn items(list: &[(&str, &str, &str)]) -> Vec<(String, String, String)> {
+    list.iter()
+        .map(|(t, s, e)| ((*t).to_owned(), (*s).to_owned(), (*e).to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn google_apple_and_outlook_exports_import_with_their_zones_exceptions_and_overrides() {
+    let app = crate::helpers::spawn_app().await;
+
+    // Google: a weekly series on New York's wall clock across the end of daylight saving time
+    // (1 November), with an EXDATE and a moved occurrence (RECURRENCE-ID), and an all-day event.
+    let google = import(&app, "alice", &fixture("google.ics")).await;
+    assert_eq!(google.status, StatusCode::OK, "{}", google.body);
+    assert_eq!(
+        (
+            google.body["created"].as_u64(),
+            google.body["updated"].as_u64(),
+            google.body["skipped"].as_u64()
+        ),
+        (Some(3), Some(0), Some(0)),
+        "{}",
+        google.body
+    );
+    assert_eq!(
+        listed(
+            &app,
+            "alice",
+            "2026-10-01T00:00:00Z",
+            "2026-11-15T00:00:00Z"
+        )
+        .await,
+        items(&[
+            ("Team sync", "2026-10-06T13:00:00Z", "2026-10-06T13:30:00Z"),
+            ("Team sync", "2026-10-13T13:00:00Z", "2026-10-13T13:30:00Z"),
+            (
+                "Team sync (moved to 11)",
+                "2026-10-27T15:00:00Z",
+                "2026-10-27T15:30:00Z"
+            ),
+            ("Team sync", "2026-11-03T14:00:00Z", "2026-11-03T14:30:00Z"),
+            ("Team sync", "2026-11-10T14:00:00Z", "2026-11-10T14:30:00Z"),
+        ])
+    );
+    let all = app.get("/v1/events?limit=100", "alice").await;
+    let series = all.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["title"] == "Team sync")
+        .unwrap()
+        .clone();
+    assert_eq!(series["timezone"], "America/New_York", "{series}");
+    assert_eq!(series["location"], "Room 4, Building B", "{series}");
+    assert_eq!(series["alerts"], json!([10]), "{series}");
+    assert_eq!(
+        series["exdates"],
+        json!(["2026-10-20T13:00:00Z", "2026-10-27T13:00:00Z"]),
+        "{series}"
+    );
+    assert!(
+        series["description"]
+            .as_str()
+            .unwrap()
+            .ends_with("1aBcDeFgHiJkLmNoPqRsTuVwXyZ/edit"),
+        "a folded line is unfolded: {series}"
+    );
+    let holidays = all.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["title"] == "Holidays")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            &holidays["isAllDay"],
+            &holidays["startAt"],
+            &holidays["endAt"]
+        ),
+        (
+            &json!(true),
+            &json!("2026-12-24T00:00:00Z"),
+            &json!("2026-12-26T00:00:00Z")
+        )
+    );
+
+    // Apple: Berlin's wall clock across its own change (25 October), an audio VALARM, and a
+    // VTODO that is reported, not imported.
+    let apple = import(&app, "bob", &fixture("apple.ics")).await;
+    assert_eq!(apple.status, StatusCode::OK, "{}", apple.body);
+    assert_eq!(
+        (
+            apple.body["created"].as_u64(),
+            apple.body["skipped"].as_u64()
+        ),
+        (Some(2), Some(1)),
+        "{}",
+        apple.body
+    );
+    assert_eq!(
+        apple.body["skippedItems"][0]["uid"],
+        "C0FFEE00-1234-4567-89AB-CDEF01234567"
+    );
+    assert!(
+        apple.body["skippedItems"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("VTODO")
+    );
+    assert_eq!(
+        listed(&app, "bob", "2026-10-01T00:00:00Z", "2026-12-01T00:00:00Z").await,
+        items(&[
+            ("Yoga", "2026-10-15T16:00:00Z", "2026-10-15T17:00:00Z"),
+            ("Yoga", "2026-10-22T16:00:00Z", "2026-10-22T17:00:00Z"),
+            ("Yoga", "2026-10-29T17:00:00Z", "2026-10-29T18:00:00Z"),
+            ("Yoga", "2026-11-05T17:00:00Z", "2026-11-05T18:00:00Z"),
+            (
+                "Brunch mit Oma",
+                "2026-11-07T09:30:00Z",
+                "2026-11-07T11:00:00Z"
+            ),
+            ("Yoga", "2026-11-12T17:00:00Z", "2026-11-12T18:00:00Z"),
+            ("Yoga", "2026-11-19T17:00:00Z", "2026-11-19T18:00:00Z"),
+        ])
+    );
+
+    // Outlook: a Windows zone name, quoted TZIDs, an EXDATE, and a cancelled occurrence.
+    let outlook = import(&app, "carol", &fixture("outlook.ics")).await;
+    assert_eq!(outlook.status, StatusCode::OK, "{}", outlook.body);
+    assert_eq!(
+        (
+            outlook.body["created"].as_u64(),
+            outlook.body["skipped"].as_u64()
+        ),
+        (Some(1), Some(0)),
+        "{}",
+        outlook.body
+    );
+    assert_eq!(
+        listed(
+            &app,
+            "carol",
+            "2026-11-01T00:00:00Z",
+            "2027-04-01T00:00:00Z"
+        )
+        .await,
+        items(&[
+            (
+                "Monthly review",
+                "2026-11-03T14:00:00Z",
+                "2026-11-03T15:00:00Z"
+            ),
+            (
+                "Monthly review",
+                "2027-02-02T14:00:00Z",
+                "2027-02-02T15:00:00Z"
+            ),
+            (
+                "Monthly review",
+                "2027-03-02T14:00:00Z",
+                "2027-03-02T15:00:00Z"
+            ),
+        ])
+    );
+    assert!(
+        listed(
+            &app,
+            "alice",
+            "2026-11-01T00:00:00Z",
+            "2027-04-01T00:00:00Z"
+        )
+        .await
+        .iter()
+        .all(|e| e.0 != "Monthly review"),
+        "another user's import is not alice's"
+    );
+}
+
+#[tokio::test]
+async fn importing_again_updates_and_never_duplicates_and_an_export_comes_back_unchanged() {
+    let app = crate::helpers::spawn_app().await;
+    let file = fixture("google.ics");
+    assert_eq!(import(&app, "alice", &file).await.body["created"], 3);
+    let again = import(&app, "alice", &file).await;
+    assert_eq!(
+        (
+            again.body["created"].as_u64(),
+            again.body["updated"].as_u64(),
+            again.body["unchanged"].as_u64()
+        ),
+        (Some(0), Some(0), Some(3)),
+        "{}",
+        again.body
+    );
+    let renamed = import(
+        &app,
+        "alice",
+        &file.replace("SUMMARY:Holidays", "SUMMARY:Winter break"),
+    )
+    .await;
+    assert_eq!(
+        (
+            renamed.body["created"].as_u64(),
+            renamed.body["updated"].as_u64(),
+            renamed.body["unchanged"].as_u64()
+        ),
+        (Some(0), Some(1), Some(2)),
+        "{}",
+        renamed.body
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM events WHERE user_id = 'alice'"),
+        3
+    );
+    let listed_before = listed(
+        &app,
+        "alice",
+        "2026-10-01T00:00:00Z",
+        "2027-01-01T00:00:00Z",
+    )
+    .await;
+    assert!(
+        listed_before.iter().any(|e| e.0 == "Winter break"),
+        "{listed_before:?}"
+    );
+
+    // The server's own export, imported back, finds the events it came from (UID <id>@pixie)
+    // and changes nothing: zones, EXDATEs, alerts and all-day dates survive the round trip.
+    let export = app.get_text("/v1/calendar.ics", "alice").await;
+    assert!(
+        export.contains("BEGIN:VTIMEZONE\r\nTZID:America/New_York\r\n"),
+        "{export}"
+    );
+    assert!(
+        export.contains("EXDATE;TZID=America/New_York:20261020T090000"),
+        "{export}"
+    );
+    let back = import(&app, "alice", &export).await;
+    assert_eq!(
+        (
+            back.body["created"].as_u64(),
+            back.body["updated"].as_u64(),
+            back.body["unchanged"].as_u64()
+        ),
+        (Some(0), Some(0), Some(3)),
+        "{}",
+        back.body
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM events WHERE user_id = 'alice'"),
+        3
+    );
+    assert_eq!(
+        listed(
+            &app,
+            "alice",
+            "2026-10-01T00:00:00Z",
+            "2027-01-01T00:00:00Z"
+        )
+        .await,
+        listed_before
+    );
+
+    // And another library expands that export (the imported zone's VTIMEZONE, the EXDATEs) to
+    // the same timed occurrences as the listing.
+    let theirs = expand(&export, "2026-10-01T00:00:00Z", "2027-01-01T00:00:00Z");
+    let expanded: BTreeSet<(String, String)> = theirs["occurrences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["start"].as_str().unwrap().contains('T'))
+        .map(|o| {
+            (
+                o["start"].as_str().unwrap().to_owned(),
+                o["end"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let ours: BTreeSet<(String, String)> = listed_before
+        .into_iter()
+        .filter(|(title, ..)| title != "Winter break")
+        .map(|(_, start, end)| (start, end))
+        .collect();
+    assert_eq!(
+        expanded, ours,
+        "the export's occurrences differ from GET /v1/events"
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_file_is_refused_with_its_line_and_nothing_is_half_imported() {
+    let app = crate::helpers::spawn_app().await;
+    let good = "BEGIN:VEVENT\r\nUID:ok-1\r\nDTSTART:20261201T090000Z\r\nDTEND:20261201T100000Z\r\nSUMMARY:Fine\r\nEND:VEVENT\r\n";
+    let broken = format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\n{good}BEGIN:VEVENT\r\nUID:bad-1\r\nDTSTART:20261202T090000Z\r\nTHIS IS NOT A PROPERTY\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    );
+    let reply = import(&app, "alice", &broken).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+    assert_eq!(reply.error_code(), "validation_failed");
+    assert_eq!(
+        reply.body["error"]["details"]["line"], "12",
+        "{}",
+        reply.body
+    );
+
+    // Well-formed, but an event the calendar cannot hold: its VEVENT's line, nothing written.
+    let bad_rule = format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\n{good}BEGIN:VEVENT\r\nUID:bad-2\r\nDTSTART:20261202T090000Z\r\nDTEND:20261202T100000Z\r\nRRULE:FREQ=SOMETIMES\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    );
+    let reply = import(&app, "alice", &bad_rule).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+    assert_eq!(
+        reply.body["error"]["details"]["line"], "9",
+        "{}",
+        reply.body
+    );
+    assert!(
+        reply.body["error"]["details"]["body"]
+            .as_str()
+            .unwrap()
+            .contains("recurrence"),
+        "{}",
+        reply.body
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM events WHERE user_id = 'alice'"),
+        0
+    );
+
+    // Not a calendar, not UTF-8, too many events, too deep.
+    let wrong_type = crate::helpers::TestApp::send(
+        app.client
+            .post(app.url("/v1/calendar/import"))
+            .bearer_auth("dev:alice")
+            .header("content-type", "application/json")
+            .body(good.to_owned()),
+    )
+    .await;
+    assert_eq!(
+        wrong_type.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        wrong_type.body
+    );
+    assert!(
+        wrong_type.body["error"]["details"]["Content-Type"].is_string(),
+        "{}",
+        wrong_type.body
+    );
+    let latin1 = crate::helpers::TestApp::send(
+        app.client
+            .post(app.url("/v1/calendar/import"))
+            .bearer_auth("dev:alice")
+            .header("content-type", "text/calendar")
+            .body(b"BEGIN:VCALENDAR\r\nSUMMARY:Caf\xe9\r\n".to_vec()),
+    )
+    .await;
+    assert_eq!(latin1.status, StatusCode::BAD_REQUEST, "{}", latin1.body);
+    let many: String = (0..2_001)
+        .map(|i| format!("BEGIN:VEVENT\r\nUID:e{i}\r\nDTSTART:20261201T090000Z\r\nDURATION:PT1H\r\nEND:VEVENT\r\n"))
+        .collect();
+    let reply = import(
+        &app,
+        "alice",
+        &format!("BEGIN:VCALENDAR\r\n{many}END:VCALENDAR\r\n"),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+    assert!(
+        reply.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("2000"),
+        "{}",
+        reply.body
+    );
+    let deep = format!("BEGIN:VCALENDAR\r\n{}", "BEGIN:X\r\n".repeat(50_000));
+    let reply = import(&app, "alice", &deep).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+    assert_eq!(
+        app.count("SELECT count(*) FROM events WHERE user_id = 'alice'"),
+        0
+    );
+    let anonymous = crate::helpers::TestApp::send(
+        app.client
+            .post(app.url("/v1/calendar/import"))
+            .header("content-type", "text/calendar")
+            .body(fixture("google.ics")),
+    )
+    .await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+}

@@ -204,6 +204,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/calendar.ics"),
     ("post", "/v1/calendar/feed"),
     ("delete", "/v1/calendar/feed"),
+    ("post", "/v1/calendar/import"),
     ("get", "/ics/{token}.ics"),
     ("get", "/v1/search"),
     ("post", "/webhooks/clerk"),
