@@ -690,6 +690,31 @@ async fn importing_again_updates_and_never_duplicates_and_an_export_comes_back_u
         listed_before
     );
 
+    // Another user importing alice's export gets events of their own; alice's stay as they were.
+    let bobs = import(&app, "bob", &export).await;
+    assert_eq!(bobs.body["created"], 3, "{}", bobs.body);
+    assert_eq!(
+        app.count("SELECT count(*) FROM events WHERE user_id = 'bob'"),
+        3
+    );
+    let bob_renames = import(
+        &app,
+        "bob",
+        &export.replace("SUMMARY:Team sync\r\n", "SUMMARY:Bob's sync\r\n"),
+    )
+    .await;
+    assert_eq!(bob_renames.body["updated"], 1, "{}", bob_renames.body);
+    assert_eq!(
+        listed(
+            &app,
+            "alice",
+            "2026-10-01T00:00:00Z",
+            "2027-01-01T00:00:00Z"
+        )
+        .await,
+        listed_before
+    );
+
     // And another library expands that export (the imported zone's VTIMEZONE, the EXDATEs) to
     // the same timed occurrences as the listing.
     let theirs = expand(&export, "2026-10-01T00:00:00Z", "2027-01-01T00:00:00Z");
