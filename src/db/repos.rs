@@ -565,19 +565,7 @@ impl EventRepository for PgStore {
                 };
                 let before = Event::from(row);
                 let event = change(before.clone())?;
-                diesel::update(events::table.find(id))
-                    .set(&EventRow::new(&user_id, &event))
-                    .execute(conn)?;
-                if before.recurrence.is_none()
-                    && event.recurrence.is_none()
-                    && before.start_at != event.start_at
-                {
-                    let shift = event.start_at - before.start_at;
-                    reminders::shift_event(conn, id, shift, event.updated_at)?;
-                }
-                if !before.alerts.is_empty() || !event.alerts.is_empty() {
-                    reminders::sync_alerts(conn, &user_id, &event, timezone, event.updated_at)?;
-                }
+                write_change(conn, &user_id, &before, &event, timezone)?;
                 Ok(Some(event))
             })
         })
@@ -659,19 +647,7 @@ impl EventRepository for PgStore {
                         applied.unchanged += 1;
                         continue;
                     }
-                    diesel::update(events::table.find(event.id))
-                        .set(&EventRow::new(&user, &event))
-                        .execute(conn)?;
-                    if before.recurrence.is_none()
-                        && event.recurrence.is_none()
-                        && before.start_at != event.start_at
-                    {
-                        let shift = event.start_at - before.start_at;
-                        reminders::shift_event(conn, event.id, shift, event.updated_at)?;
-                    }
-                    if !before.alerts.is_empty() || !event.alerts.is_empty() {
-                        reminders::sync_alerts(conn, &user, &event, timezone, event.updated_at)?;
-                    }
+                    write_change(conn, &user, &before, &event, timezone)?;
                     applied.updated.push(event);
                 }
                 Ok(applied)
@@ -679,6 +655,31 @@ impl EventRepository for PgStore {
         })
         .await
     }
+}
+
+/// Writes a changed event, and moves its reminders with it: a single event's by the shift of
+/// its start, an event with alerts by its alerts' next times.
+fn write_change(
+    conn: &mut PgConnection,
+    user: &UserId,
+    before: &Event,
+    event: &Event,
+    timezone: chrono_tz::Tz,
+) -> DbResult<()> {
+    diesel::update(events::table.find(event.id))
+        .set(&EventRow::new(user, event))
+        .execute(conn)?;
+    if before.recurrence.is_none()
+        && event.recurrence.is_none()
+        && before.start_at != event.start_at
+    {
+        let shift = event.start_at - before.start_at;
+        reminders::shift_event(conn, event.id, shift, event.updated_at)?;
+    }
+    if !before.alerts.is_empty() || !event.alerts.is_empty() {
+        reminders::sync_alerts(conn, user, event, timezone, event.updated_at)?;
+    }
+    Ok(())
 }
 
 /// Whether an import would change nothing the user sees of the event.
