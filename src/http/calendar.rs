@@ -15,7 +15,7 @@ use super::AppState;
 use super::auth::AuthUser;
 use super::calendar_import;
 use super::error::{ApiError, ApiErrors, ApiResult};
-use super::extract::read_body;
+use super::extract::{media_type, read_body};
 use crate::domain::FieldErrors;
 use crate::domain::calendar::{CalendarExport, ImportReport};
 use crate::domain::event::Event;
@@ -82,12 +82,7 @@ async fn import(
     req: HttpRequest,
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
-    let is_calendar = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("text/calendar"));
+    let is_calendar = media_type(&req).is_some_and(|mime| mime == "text/calendar");
     let body = read_body(&req, payload.into_inner()).await?;
     if !is_calendar {
         return Err(ApiError::validation(FieldErrors::single(
@@ -95,20 +90,21 @@ async fn import(
             "must be text/calendar",
         )));
     }
-    let text = std::str::from_utf8(&body).map_err(|e| {
-        ApiError::validation(FieldErrors::single(
-            "body",
-            format!("is not UTF-8 text (at byte {})", e.valid_up_to()),
-        ))
-    })?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let zone = state.domain.settings.timezone;
-    // Parsing is CPU work in proportion to the body: off the request workers.
-    let owned = text.to_owned();
-    let parsed = web::block(move || calendar_import::parse(&owned, zone))
-        .await
-        .map_err(|e| ApiError::Domain(anyhow::anyhow!("import parser: {e}").into()))?
-        .map_err(ApiError::validation)?;
+    // Parsing is CPU work in proportion to the body: off the request workers (the body moves
+    // there, it is not copied).
+    let parsed = web::block(move || {
+        let text = std::str::from_utf8(&body).map_err(|e| {
+            FieldErrors::single(
+                "body",
+                format!("is not UTF-8 text (at byte {})", e.valid_up_to()),
+            )
+        })?;
+        calendar_import::parse(text.strip_prefix('\u{feff}').unwrap_or(text), zone)
+    })
+    .await
+    .map_err(|e| ApiError::Domain(anyhow::anyhow!("import parser: {e}").into()))?
+    .map_err(ApiError::validation)?;
     let report = state
         .domain
         .import_calendar(&user.0, parsed.events, parsed.skipped)

@@ -22,16 +22,8 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let is_json = req
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(|mime| {
-                let mime = mime.trim().to_ascii_lowercase();
-                mime == "application/json" || mime.ends_with("+json")
-            })
-            .unwrap_or(false);
+        let is_json = media_type(req)
+            .is_some_and(|mime| mime == "application/json" || mime.ends_with("+json"));
         let body = web::Bytes::from_request(req, payload);
         Box::pin(async move {
             let bytes = body.await.map_err(body_error)?;
@@ -43,6 +35,15 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
             parse_json(&bytes).map(ApiJson)
         })
     }
+}
+
+/// The request's media type (Content-Type without parameters), lowercased.
+pub fn media_type(req: &HttpRequest) -> Option<String> {
+    req.headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|mime| mime.trim().to_ascii_lowercase())
 }
 
 /// Reads a whole body within `server.max_body_bytes` (and the body deadline).
