@@ -273,6 +273,18 @@ impl Application {
             webhook_secret,
         });
 
+        // MCP sessions end when sockets close, at shutdown, so their streams do not hold it.
+        let mcp = config.mcp.enabled.then(|| {
+            crate::mcp::Mcp::new(
+                domain.clone(),
+                crate::mcp::McpSettings {
+                    allowed_hosts: config.mcp.hosts(),
+                    limits: config.mcp.limits(),
+                    max_body_bytes: config.server.max_body_bytes,
+                },
+                realtime.closing.child_token(),
+            )
+        });
         let listener = TcpListener::bind(config.server.bind)
             .with_context(|| format!("binding server.bind = {}", config.server.bind))?;
         let addr = listener.local_addr()?;
@@ -307,6 +319,9 @@ impl Application {
                 .configure(|cfg| {
                     if playground {
                         http::playground::routes(cfg);
+                    }
+                    if let Some(mcp) = &mcp {
+                        cfg.service(mcp.service());
                     }
                 })
                 .default_service(web::to(not_found))

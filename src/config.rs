@@ -24,6 +24,7 @@ pub struct Config {
     pub realtime: RealtimeConfig,
     pub reminders: RemindersConfig,
     pub push: PushConfig,
+    pub mcp: McpConfig,
     pub log: LogConfig,
 }
 
@@ -418,6 +419,56 @@ impl RemindersConfig {
     }
 }
 
+/// The assistant's tools over MCP at `/mcp` (Streamable HTTP, bearer tokens as REST).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct McpConfig {
+    pub enabled: bool,
+    /// `Host` headers accepted at `/mcp` (DNS-rebinding defence): names, or `name:port`;
+    /// `["*"]` accepts any.
+    pub allowed_hosts: Vec<String>,
+    /// Sessions (`Mcp-Session-Id`) open at once on this instance, and per user.
+    pub max_sessions: usize,
+    pub max_sessions_per_user: usize,
+    /// A session unused this long is closed.
+    pub session_idle_secs: u64,
+    /// A session is closed this long after it opened, used or not.
+    pub session_max_secs: u64,
+}
+
+impl Default for McpConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+            max_sessions: 1000,
+            max_sessions_per_user: 10,
+            session_idle_secs: 1800,
+            session_max_secs: 86_400,
+        }
+    }
+}
+
+impl McpConfig {
+    pub fn limits(&self) -> crate::mcp::sessions::SessionLimits {
+        crate::mcp::sessions::SessionLimits {
+            max_sessions: self.max_sessions,
+            max_per_user: self.max_sessions_per_user,
+            idle: Duration::from_secs(self.session_idle_secs),
+            lifetime: Duration::from_secs(self.session_max_secs),
+        }
+    }
+
+    /// The hosts for rmcp's check, where an empty list means any.
+    pub fn hosts(&self) -> Vec<String> {
+        if self.allowed_hosts.iter().any(|h| h == "*") {
+            Vec::new()
+        } else {
+            self.allowed_hosts.clone()
+        }
+    }
+}
+
 /// Web Push of fired reminders. The VAPID private key is a secret: `PIXIE_VAPID_PRIVATE_KEY`
 /// only (else generated once under `server.data_dir`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -577,6 +628,24 @@ impl Config {
                 "log.otlp_endpoint = {endpoint:?} must be an http(s) URL, such as \
                  \"http://localhost:4318/v1/traces\""
             ));
+        }
+        if self.mcp.enabled {
+            if self.mcp.allowed_hosts.iter().all(|h| h.trim().is_empty()) {
+                problems.push(
+                    "mcp.allowed_hosts must name the hosts clients reach /mcp by (or be [\"*\"])"
+                        .to_owned(),
+                );
+            }
+            if self.mcp.max_sessions == 0 || self.mcp.max_sessions_per_user == 0 {
+                problems.push(
+                    "mcp.max_sessions and mcp.max_sessions_per_user must be at least 1".to_owned(),
+                );
+            }
+            if self.mcp.session_idle_secs == 0 || self.mcp.session_max_secs == 0 {
+                problems.push(
+                    "mcp.session_idle_secs and mcp.session_max_secs must be at least 1".to_owned(),
+                );
+            }
         }
         if self.database.pool_size == 0 {
             problems.push("database.pool_size must be at least 1".to_owned());

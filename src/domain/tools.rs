@@ -79,6 +79,17 @@ impl ToolExecutor for DomainTools {
 }
 
 impl DomainTools {
+    /// Tools run outside a chat turn (MCP): no message to answer, no conversation to tell.
+    pub fn for_user(domain: &Domain, user: UserId) -> Self {
+        Self {
+            domain: domain.clone(),
+            user,
+            tz: domain.settings.timezone,
+            message: None,
+            conversation: None,
+        }
+    }
+
     async fn run(&self, name: &str, arguments: &Value) -> ToolOutcome {
         let result = match name {
             "create_task" => self.create_task(args(arguments)?).await,

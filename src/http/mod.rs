@@ -31,6 +31,7 @@ use uuid::Uuid;
 use crate::auth::TokenVerifier;
 use crate::domain::ports::HealthCheck;
 use crate::domain::{Domain, DomainError};
+pub use auth::AuthUser;
 use error::ApiError;
 pub use webhooks::WebhookSecret;
 

@@ -9,29 +9,16 @@ use serde_json::{Value, json};
 
 use crate::helpers::spawn_app_with;
 
-/// The Python with tests/ical/requirements.txt installed: `PIXIE_TEST_PYTHON`, else the
-/// README's `.venv`, else `python3`.
-fn python() -> String {
-    if let Ok(python) = std::env::var("PIXIE_TEST_PYTHON") {
-        return python;
-    }
-    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python");
-    if std::path::Path::new(venv).exists() {
-        return venv.to_owned();
-    }
-    "python3".to_owned()
-}
-
 fn expand(ics: &str, from: &str, to: &str) -> Value {
     let dir = crate::helpers::temp_dir("pixie-ics");
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("export.ics");
     std::fs::write(&path, ics).unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ical/expand.py");
-    let out = std::process::Command::new(python())
+    let out = std::process::Command::new(crate::helpers::python())
         .args([script, path.to_str().unwrap(), from, to])
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python()));
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", crate::helpers::python()));
     assert!(
         out.status.success(),
         "tests/ical/expand.py failed (run `python3 -m venv .venv && .venv/bin/pip install -r \

@@ -226,6 +226,19 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config), secrets: Secrets) -
 }
 
 /// A fresh directory for the embedded stores of one test server, removed when it stops.
+/// The Python with tests/ical/requirements.txt and tests/mcp/requirements.txt installed:
+/// `PIXIE_TEST_PYTHON`, else the README's `.venv`, else `python3`.
+pub fn python() -> String {
+    if let Ok(python) = std::env::var("PIXIE_TEST_PYTHON") {
+        return python;
+    }
+    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python");
+    if std::path::Path::new(venv).exists() {
+        return venv.to_owned();
+    }
+    "python3".to_owned()
+}
+
 pub fn temp_dir(prefix: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("{prefix}-{}", Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("create a temp dir");

@@ -11,6 +11,7 @@ mod helpers;
 mod hostile;
 mod http;
 mod logs;
+mod mcp;
 mod me;
 mod memories;
 mod memory;
