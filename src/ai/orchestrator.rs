@@ -285,6 +285,10 @@ async fn run_tool(tools: &dyn ToolExecutor, known: &[ToolSpec], call: &LlmToolCa
     }
 }
 
+/// The answer of a turn whose model used tools but never answered in words.
+const GAVE_UP: &str = "I ran the steps listed above but could not put together an answer. \
+                       Please check them, or ask again in other words.";
+
 #[async_trait]
 impl Assistant for Orchestrator {
     async fn run_turn(
@@ -352,6 +356,18 @@ impl Assistant for Orchestrator {
                 output.cancelled = true;
                 break;
             }
+        }
+        if !output.cancelled && output.text.trim().is_empty() && !output.tool_calls.is_empty() {
+            // A model that only ever called tools (even when none were offered) would leave
+            // the user an empty answer: say what happened instead.
+            tracing::warn!(
+                provider = self.provider.name(),
+                tool_calls = output.tool_calls.len(),
+                "the model ended the turn without an answer in words"
+            );
+            let text = GAVE_UP.to_owned();
+            observer.progress(TurnProgress::Delta(text.clone()));
+            output.text = text;
         }
         tracing::debug!(
             provider = self.provider.name(),

@@ -7,6 +7,7 @@ mod chat;
 mod conversations;
 mod cors;
 mod events;
+mod faults;
 mod helpers;
 mod hostile;
 mod http;

@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 use crate::helpers::{TestApp, python, spawn_app, spawn_app_with, spawn_app_without_indexer};
 use crate::sio::Client;
 
-/// Runs the SDK client as `user` with these tool calls; `mode` is the SDK's connect mode.
+/// Runs the SDK client as `user` (none: "") with these tool calls; `mode` is the SDK's
+/// connect mode.
 async fn mcp_client(app: &TestApp, user: &str, mode: &str, calls: Value) -> Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mcp/client.py");
     let mut child = tokio::process::Command::new(python())
@@ -154,6 +155,14 @@ async fn the_sdk_uses_the_assistants_tools(mode: &str, expected_version: &str) {
     let searched = result(&out, 3).to_string();
     assert!(!searched.contains("oat milk"), "{searched}");
     let task = app.get(&format!("/v1/tasks/{id}"), "alice").await;
+    // Without a token, the SDK cannot even connect.
+    let out = mcp_client(&app, "", mode, json!([])).await;
+    assert!(out["refused"].is_string(), "{out}");
+    let statuses = out["statuses"].as_array().unwrap();
+    assert!(
+        !statuses.is_empty() && statuses.iter().all(|s| s == 401),
+        "every request was refused with 401: {out}"
+    );
     assert_eq!(task.body["status"], "pending", "{}", task.body);
 }
 

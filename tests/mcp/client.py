@@ -2,7 +2,7 @@
 
     client.py URL TOKEN MODE < calls.json > results.json
 
-MODE is the SDK's connect mode: "legacy" (the initialize handshake and a session) or "auto"
+TOKEN "-" sends none. MODE is the SDK's connect mode: "legacy" (the initialize handshake and a session) or "auto"
 (whatever the SDK negotiates). calls.json is a list of {"name": ..., "arguments": {...}};
 results.json holds the negotiated version, the tools listed, and for each call either the
 tool result as it came over the wire or the protocol error it raised.
@@ -11,6 +11,7 @@ tool result as it came over the wire or the protocol error it raised.
 import asyncio
 import json
 import sys
+import traceback
 
 import httpx2
 from mcp import Client, MCPError
@@ -21,8 +22,17 @@ def wire(model):
     return model.model_dump(by_alias=True, mode="json", exclude_none=True)
 
 
+# The HTTP statuses the SDK's requests got (it folds them into JSON-RPC errors).
+STATUSES = []
+
+
+async def record(response):
+    STATUSES.append(response.status_code)
+
+
 async def main(url, token, mode, calls):
-    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    headers = {"Authorization": f"Bearer {token}"} if token != "-" else {}
+    http = httpx2.AsyncClient(headers=headers, timeout=30, event_hooks={"response": [record]})
     async with http, Client(streamable_http_client(url, http_client=http), mode=mode) as client:
         out = {
             "protocolVersion": client.protocol_version,
@@ -40,4 +50,9 @@ async def main(url, token, mode, calls):
 
 if __name__ == "__main__":
     url, token, mode = sys.argv[1:4]
-    print(json.dumps(asyncio.run(main(url, token, mode, json.load(sys.stdin)))))
+    try:
+        out = asyncio.run(main(url, token, mode, json.load(sys.stdin)))
+    except Exception as refused:  # the connection itself refused (e.g. 401)
+        out = {"refused": "".join(traceback.format_exception(refused))}
+    out["statuses"] = STATUSES
+    print(json.dumps(out))
