@@ -106,26 +106,10 @@ impl McpSessions {
     pub fn reserve(self: &Arc<Self>, user: &UserId) -> Result<Reservation, Refusal> {
         let mut registry = self.registry();
         // Sessions past their limits free their places now, not at the next sweep.
-        let expired: Vec<SessionId> = registry
-            .open
-            .iter()
-            .filter(|(_, open)| self.past_limits(open))
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in &expired {
-            if let Some(open) = registry.open.remove(id) {
-                registry.release(&open.owner);
-            }
-        }
+        let expired = self.take_expired(&mut registry);
         if !expired.is_empty() {
             let sessions = self.clone();
-            tokio::spawn(async move {
-                for id in expired {
-                    if let Err(e) = sessions.local.close_session(&id).await {
-                        tracing::warn!(error = %e, "closing an expired MCP session");
-                    }
-                }
-            });
+            tokio::spawn(async move { sessions.close_expired(expired).await });
         }
         if registry.open.len() + registry.reserved >= self.limits.max_sessions {
             return Err(Refusal::ServerFull);
@@ -195,21 +179,39 @@ impl McpSessions {
                 _ = stop.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            let ids: Vec<(SessionId, bool)> = self
-                .registry()
-                .open
-                .iter()
-                .map(|(id, open)| (id.clone(), self.past_limits(open)))
-                .collect();
-            for (id, expired) in ids {
-                if expired {
-                    tracing::debug!("MCP session idle or past its lifetime: closed");
-                    if let Err(e) = self.close_session(&id).await {
-                        tracing::warn!(error = %e, "closing an expired MCP session");
-                    }
-                } else if !self.local.sessions.read().await.contains_key(&id) {
+            let expired = self.take_expired(&mut self.registry());
+            self.close_expired(expired).await;
+            let open: Vec<SessionId> = self.registry().open.keys().cloned().collect();
+            for id in open {
+                if !self.local.sessions.read().await.contains_key(&id) {
                     self.forget(&id);
                 }
+            }
+        }
+    }
+
+    /// Removes the sessions past their limits from the registry, freeing their places.
+    fn take_expired(&self, registry: &mut Registry) -> Vec<SessionId> {
+        let expired: Vec<SessionId> = registry
+            .open
+            .iter()
+            .filter(|(_, open)| self.past_limits(open))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &expired {
+            if let Some(open) = registry.open.remove(id) {
+                registry.release(&open.owner);
+            }
+        }
+        expired
+    }
+
+    /// Ends, in the transport, sessions already taken from the registry.
+    async fn close_expired(&self, expired: Vec<SessionId>) {
+        for id in expired {
+            tracing::debug!("MCP session idle or past its lifetime: closed");
+            if let Err(e) = self.local.close_session(&id).await {
+                tracing::warn!(error = %e, "closing an expired MCP session");
             }
         }
     }
