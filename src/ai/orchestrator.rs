@@ -345,6 +345,15 @@ impl Assistant for Orchestrator {
                     is_error: record.status == ToolCallStatus::Error,
                 });
                 observer.progress(TurnProgress::Tool(record.clone()));
+                // A store that is down is not something the model can work around, and its
+                // apology would end the turn for good: the turn fails, retryably, and the
+                // client's retry runs it again (what its tools made is found, not remade).
+                if record.error_code == Some(ErrorCode::Unavailable) {
+                    return Err(AssistantError::Unavailable(format!(
+                        "the {} tool could not reach its data; send the message again",
+                        record.name
+                    )));
+                }
                 output.tool_calls.push(record);
             }
             request.messages.push(LlmMessage::Assistant {

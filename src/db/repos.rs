@@ -709,6 +709,20 @@ impl MemoryRepository for PgStore {
         .await
     }
 
+    async fn get(&self, user: &UserId, id: Uuid) -> DomainResult<Option<Memory>> {
+        let user = owned(user);
+        self.run(move |conn| {
+            let row: Option<MemoryRow> = memories::table
+                .filter(memories::id.eq(id).and(memories::user_id.eq(user)))
+                .select(MemoryRow::as_select())
+                .first(conn)
+                .optional()?;
+            row.map(|r| Memory::try_from(r).map_err(DbError::from))
+                .transpose()
+        })
+        .await
+    }
+
     async fn list(&self, user: &UserId, query: &MemoryQuery) -> DomainResult<Vec<Memory>> {
         let user = owned(user);
         let page = query.page;

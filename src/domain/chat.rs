@@ -614,13 +614,7 @@ impl Domain {
     ) -> DomainResult<Message> {
         let conversation_id = user_message.conversation_id;
         let context = self.context(user, user_message).await?;
-        let tools = DomainTools {
-            domain: self.clone(),
-            user: user.clone(),
-            tz: self.settings.timezone,
-            message: Some(user_message.id),
-            conversation: Some(conversation_id),
-        };
+        let tools = DomainTools::for_turn(self, user.clone(), user_message.id, conversation_id);
         let progress = Progress {
             ending,
             produced: Mutex::new(TurnOutput::default()),

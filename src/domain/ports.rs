@@ -132,6 +132,7 @@ pub struct ImportRow {
 #[async_trait]
 pub trait MemoryRepository: Send + Sync {
     async fn insert(&self, user: &UserId, memory: &Memory) -> DomainResult<()>;
+    async fn get(&self, user: &UserId, id: Uuid) -> DomainResult<Option<Memory>>;
     async fn list(&self, user: &UserId, query: &MemoryQuery) -> DomainResult<Vec<Memory>>;
     async fn delete(&self, user: &UserId, id: Uuid) -> DomainResult<bool>;
 }

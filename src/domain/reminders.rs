@@ -24,8 +24,20 @@ use super::values::UserId;
 impl Domain {
     #[tracing::instrument(level = "debug", skip_all, fields(user = %user))]
     pub async fn create_reminder(&self, user: &UserId, new: NewReminder) -> DomainResult<Reminder> {
-        let reminder = new.validate(Uuid::now_v7(), self.ports.clock.now())?;
-        self.ports.reminders.insert(user, &reminder).await?;
+        self.create_reminder_as(user, Uuid::now_v7(), new).await
+    }
+
+    /// [`Domain::create_task_as`], for a reminder.
+    pub(crate) async fn create_reminder_as(
+        &self,
+        user: &UserId,
+        id: Uuid,
+        new: NewReminder,
+    ) -> DomainResult<Reminder> {
+        let reminder = new.validate(id, self.ports.clock.now())?;
+        if let Err(e) = self.ports.reminders.insert(user, &reminder).await {
+            return super::service::made_before(e, self.ports.reminders.get(user, id)).await;
+        }
         self.signal_reminders();
         Ok(reminder)
     }

@@ -348,8 +348,21 @@ impl Domain {
 
     #[tracing::instrument(level = "debug", skip_all, fields(user = %user))]
     pub async fn create_task(&self, user: &UserId, new: NewTask) -> DomainResult<Task> {
-        let task = new.validate(Uuid::now_v7(), self.ports.clock.now())?;
-        self.ports.tasks.insert(user, &task).await?;
+        self.create_task_as(user, Uuid::now_v7(), new).await
+    }
+
+    /// Creates the task under `id`; when the user already has a task with this id (a rerun of
+    /// the turn step that made it), that task is the result and nothing is written.
+    pub(crate) async fn create_task_as(
+        &self,
+        user: &UserId,
+        id: Uuid,
+        new: NewTask,
+    ) -> DomainResult<Task> {
+        let task = new.validate(id, self.ports.clock.now())?;
+        if let Err(e) = self.ports.tasks.insert(user, &task).await {
+            return made_before(e, self.ports.tasks.get(user, id)).await;
+        }
         self.signal_index();
         self.publish(user, Change::TaskCreated(task.clone()));
         Ok(task)
@@ -413,8 +426,20 @@ impl Domain {
 
     #[tracing::instrument(level = "debug", skip_all, fields(user = %user))]
     pub async fn create_event(&self, user: &UserId, new: NewEvent) -> DomainResult<Event> {
-        let event = new.validate(Uuid::now_v7(), self.ports.clock.now())?;
-        self.ports.events.insert(user, &event).await?;
+        self.create_event_as(user, Uuid::now_v7(), new).await
+    }
+
+    /// [`Self::create_task_as`], for an event (and its alerts' reminders).
+    pub(crate) async fn create_event_as(
+        &self,
+        user: &UserId,
+        id: Uuid,
+        new: NewEvent,
+    ) -> DomainResult<Event> {
+        let event = new.validate(id, self.ports.clock.now())?;
+        if let Err(e) = self.ports.events.insert(user, &event).await {
+            return made_before(e, self.ports.events.get(user, id)).await;
+        }
         self.signal_index();
         if !event.alerts.is_empty() {
             self.signal_reminders();
@@ -497,8 +522,20 @@ impl Domain {
 
     #[tracing::instrument(level = "debug", skip_all, fields(user = %user))]
     pub async fn create_memory(&self, user: &UserId, new: NewMemory) -> DomainResult<Memory> {
-        let memory = new.validate(Uuid::now_v7(), self.ports.clock.now())?;
-        self.ports.memories.insert(user, &memory).await?;
+        self.create_memory_as(user, Uuid::now_v7(), new).await
+    }
+
+    /// [`Self::create_task_as`], for a memory.
+    pub(crate) async fn create_memory_as(
+        &self,
+        user: &UserId,
+        id: Uuid,
+        new: NewMemory,
+    ) -> DomainResult<Memory> {
+        let memory = new.validate(id, self.ports.clock.now())?;
+        if let Err(e) = self.ports.memories.insert(user, &memory).await {
+            return made_before(e, self.ports.memories.get(user, id)).await;
+        }
         self.signal_index();
         Ok(memory)
     }
@@ -666,5 +703,18 @@ impl SignIns {
     pub fn remove(&self, user: &UserId) {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         seen.remove(user);
+    }
+}
+
+/// What a `create_*_as` returns when its insert failed with `error`: the item already stored
+/// under its id for this user (`found`), made by an earlier run of the same turn step, or
+/// the error itself. `found` runs only after a conflict.
+pub(crate) async fn made_before<T>(
+    error: DomainError,
+    found: impl std::future::Future<Output = DomainResult<Option<T>>>,
+) -> DomainResult<T> {
+    match error {
+        DomainError::Conflict(_) => found.await?.ok_or(error),
+        error => Err(error),
     }
 }

@@ -39,6 +39,9 @@ pub struct DomainTools {
     pub(crate) message: Option<uuid::Uuid>,
     /// Its conversation: a reminder set here is told here when it fires.
     pub(crate) conversation: Option<uuid::Uuid>,
+    /// Items created so far in this turn: the next one's id is derived from the message and
+    /// this count (see [`DomainTools::new_id`]).
+    created: std::sync::atomic::AtomicU32,
 }
 
 /// The assistant's tools, the contract's list (the AI half's schemas name the same, in this
@@ -87,7 +90,41 @@ impl DomainTools {
             tz: domain.settings.timezone,
             message: None,
             conversation: None,
+            created: Default::default(),
         }
+    }
+
+    /// Tools for the turn that answers `message`, in `conversation`.
+    pub(crate) fn for_turn(
+        domain: &Domain,
+        user: UserId,
+        message: Uuid,
+        conversation: Uuid,
+    ) -> Self {
+        Self {
+            domain: domain.clone(),
+            tz: domain.settings.timezone,
+            user,
+            message: Some(message),
+            conversation: Some(conversation),
+            created: Default::default(),
+        }
+    }
+
+    /// The id of the next item this turn creates. A turn that failed after its tools ran is
+    /// run again when the client retries its message, and must not create the same task
+    /// twice: within a turn, the n-th creation's id is derived from the user's message and n,
+    /// so a rerun's insert meets the row the first run made (and returns it) instead of
+    /// adding another. The id stays a UUIDv7 with the message's timestamp. Outside a turn
+    /// (MCP), every id is new.
+    fn new_id(&self) -> Uuid {
+        let Some(message) = self.message else {
+            return Uuid::now_v7();
+        };
+        let n = self
+            .created
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        step_id(message, n)
     }
 
     async fn run(&self, name: &str, arguments: &Value) -> ToolOutcome {
@@ -136,6 +173,22 @@ impl DomainTools {
             ToolError::Refused(code, message) => ToolFailure::new(code, message),
         })
     }
+}
+
+/// The id of the `n`-th item a turn answering `message` creates: the same for every run of
+/// that turn, a UUIDv7 with the message's timestamp (so items still sort by creation).
+fn step_id(message: Uuid, n: u32) -> Uuid {
+    let mut seed = [0u8; 20];
+    seed[..16].copy_from_slice(message.as_bytes());
+    seed[16..].copy_from_slice(&n.to_be_bytes());
+    let digest = hmac_sha256::Hash::hash(&seed);
+    let mut bytes = [0u8; 16];
+    bytes[..6].copy_from_slice(&message.as_bytes()[..6]);
+    bytes[6..].copy_from_slice(&digest[..10]);
+    uuid::Builder::from_bytes(bytes)
+        .with_variant(uuid::Variant::RFC4122)
+        .with_version(uuid::Version::SortRand)
+        .into_uuid()
 }
 
 enum ToolError {
@@ -375,7 +428,10 @@ impl DomainTools {
             priority: a.priority,
             due_at: time(a.due_at, "due_at", self.tz)?,
         };
-        let task = self.domain.create_task(&self.user, new).await?;
+        let task = self
+            .domain
+            .create_task_as(&self.user, self.new_id(), new)
+            .await?;
         Ok(json!({ "task": task }))
     }
 
@@ -478,7 +534,10 @@ impl DomainTools {
             recurrence: a.recurrence,
             alerts: a.alerts,
         };
-        let event = self.domain.create_event(&self.user, new).await?;
+        let event = self
+            .domain
+            .create_event_as(&self.user, self.new_id(), new)
+            .await?;
         Ok(json!({ "event": event }))
     }
 
@@ -542,8 +601,9 @@ impl DomainTools {
     async fn remember(&self, a: Remember) -> ToolResult {
         let memory = self
             .domain
-            .create_memory(
+            .create_memory_as(
                 &self.user,
+                self.new_id(),
                 NewMemory {
                     content: a.content,
                     kind: Some(MemoryKind::Note),
@@ -645,7 +705,10 @@ impl DomainTools {
             event_id: event.map(|e| e.id),
             conversation_id: self.conversation,
         };
-        let reminder = self.domain.create_reminder(&self.user, new).await?;
+        let reminder = self
+            .domain
+            .create_reminder_as(&self.user, self.new_id(), new)
+            .await?;
         Ok(json!({ "reminder": reminder }))
     }
 
@@ -822,6 +885,30 @@ fn best_match<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_turns_item_ids_are_the_same_on_every_run_and_distinct_within_it() {
+        let message = Uuid::now_v7();
+        let first: Vec<Uuid> = (0..3).map(|n| step_id(message, n)).collect();
+        let again: Vec<Uuid> = (0..3).map(|n| step_id(message, n)).collect();
+        assert_eq!(first, again);
+        assert_ne!(first[0], first[1]);
+        assert_ne!(first[1], first[2]);
+        assert_ne!(
+            step_id(Uuid::now_v7(), 0),
+            first[0],
+            "another message, other ids"
+        );
+        for id in &first {
+            assert_eq!(id.get_version(), Some(uuid::Version::SortRand));
+            assert_eq!(id.get_variant(), uuid::Variant::RFC4122);
+            assert_eq!(
+                id.as_bytes()[..6],
+                message.as_bytes()[..6],
+                "the message's time"
+            );
+        }
+    }
 
     #[test]
     fn times_with_and_without_offsets() {

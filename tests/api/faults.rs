@@ -167,6 +167,16 @@ async fn serve(mut stream: TcpStream, tally: Shared) {
             fault(&tally);
             stream_events(&mut stream, &tool_call("format_disk", "{}"), true).await;
         }
+        // A tool runs, then the model goes down: the turn fails after changing something.
+        ("tool-then-down", _, false) => {
+            fault(&tally);
+            let arguments = r#"{"title": "Made once"}"#;
+            stream_events(&mut stream, &tool_call("create_task", arguments), true).await;
+        }
+        ("tool-then-down", 2..=4, true) => {
+            fault(&tally);
+            status(&mut stream, 500, "").await;
+        }
         ("forever", _, _) => {
             fault(&tally);
             stream_events(&mut stream, &tool_call("list_tasks", "{}"), true).await;
@@ -259,7 +269,7 @@ async fn every_provider_fault_ends_the_turn_clearly_and_keeps_the_message() {
 
     // (scenario, how it must end: Some((code, retryable)) for chat:error, None for an answer).
     // A stream cut short is a malformed answer, not an outage: not retryable.
-    let scenarios: [(&str, Option<(&str, bool)>); 10] = [
+    let scenarios: [(&str, Option<(&str, bool)>); 11] = [
         ("none", None),
         ("rate-limited", None),
         ("overloaded", None),
@@ -270,6 +280,7 @@ async fn every_provider_fault_ends_the_turn_clearly_and_keeps_the_message() {
         ("bad-arguments", None),
         ("unknown-tool", None),
         ("forever", None),
+        ("tool-then-down", Some(("unavailable", true))),
     ];
     let mut endings = Vec::new();
     for (name, expected) in scenarios {
@@ -341,6 +352,25 @@ async fn every_provider_fault_ends_the_turn_clearly_and_keeps_the_message() {
     let retried = turn(&mut socket, "c-down", "please go ahead fault:down").await;
     let first_down = &endings.iter().find(|(n, _)| *n == "down").unwrap().1;
     assert_eq!(retried.message, first_down.message, "the same message");
+    // The retry of a turn that failed after its tool ran runs the turn again; the tool's
+    // task is found, not made a second time.
+    let retried = turn(
+        &mut socket,
+        "c-tool-then-down",
+        "please go ahead fault:tool-then-down",
+    )
+    .await;
+    assert_eq!(retried.event, "chat:done", "{}", retried.payload);
+    let tasks = get("/v1/tasks").await;
+    let made: Vec<&Value> = tasks["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["title"] == "Made once")
+        .collect();
+    assert_eq!(made.len(), 1, "the task is made once: {tasks}");
+    let calls = &retried.payload["message"]["toolCalls"];
+    assert_eq!(calls[0]["result"]["task"]["id"], made[0]["id"], "{calls}");
     let mut duplicates = 0;
     let mut lost = 0;
     for (name, ending) in &endings {
@@ -385,7 +415,7 @@ async fn every_provider_fault_ends_the_turn_clearly_and_keeps_the_message() {
          duplicates = {duplicates}, panics = {panics}",
         faults,
         embedding_failures,
-        endings.len() + 1
+        endings.len() + 2
     );
     assert_eq!(panics, 0, "no panic in the log:\n{log}");
     assert!(

@@ -493,7 +493,7 @@ pub async fn serve_binary(
     db: &TestDatabase,
     env: &[(&str, String)],
 ) -> (tokio::process::Child, String) {
-    serve_binary_to(db, env, None).await
+    serve_binary_to(&db.url, env, None).await
 }
 
 /// [`serve_binary`], its log also written to `log_file` line by line.
@@ -502,11 +502,12 @@ pub async fn serve_binary_logging(
     env: &[(&str, String)],
     log_file: &std::path::Path,
 ) -> (tokio::process::Child, String) {
-    serve_binary_to(db, env, Some(log_file)).await
+    serve_binary_to(&db.url, env, Some(log_file)).await
 }
 
-async fn serve_binary_to(
-    db: &TestDatabase,
+/// [`serve_binary_logging`] on the database at `url`.
+pub async fn serve_binary_to(
+    url: &str,
     env: &[(&str, String)],
     log_file: Option<&std::path::Path>,
 ) -> (tokio::process::Child, String) {
@@ -519,7 +520,7 @@ async fn serve_binary_to(
         .env_remove("PIXIE_CONFIG")
         .env_remove("RUST_LOG")
         .env("PIXIE__LOG__FORMAT", "text")
-        .env("PIXIE__DATABASE__URL", &db.url)
+        .env("PIXIE__DATABASE__URL", url)
         .env("PIXIE__SERVER__DATA_DIR", &data_dir)
         .env("PIXIE__SERVER__BIND", "127.0.0.1:0")
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
