@@ -243,6 +243,7 @@ impl Application {
                 max_retry_delay: std::time::Duration::from_secs(
                     config.vector.outbox_max_retry_secs,
                 ),
+                lease: std::time::Duration::from_secs(config.vector.outbox_lease_secs),
                 ..IndexerSettings::default()
             },
         };

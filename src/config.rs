@@ -319,6 +319,11 @@ pub struct VectorConfig {
     pub outbox_poll_ms: u64,
     /// Longest wait between retries of a failing outbox job.
     pub outbox_max_retry_secs: u64,
+    /// A claimed batch is left to its worker this long: a batch claimed by an instance that
+    /// died is indexed by another (or by the restarted one) after this. Longer than a batch
+    /// can take (embedding, the store's write); a live worker that overruns it only has its
+    /// batch indexed twice, which is harmless.
+    pub outbox_lease_secs: u64,
 }
 
 impl Default for VectorConfig {
@@ -332,6 +337,7 @@ impl Default for VectorConfig {
             outbox_batch: 512,
             outbox_poll_ms: 1000,
             outbox_max_retry_secs: 300,
+            outbox_lease_secs: 60,
         }
     }
 }
@@ -730,6 +736,9 @@ impl Config {
         }
         if self.vector.outbox_batch < 1 || self.vector.outbox_batch > 1000 {
             problems.push("vector.outbox_batch must be 1 to 1000".to_owned());
+        }
+        if !(1..=3600).contains(&self.vector.outbox_lease_secs) {
+            problems.push("vector.outbox_lease_secs must be 1 to 3600".to_owned());
         }
         if self.vector.outbox_poll_ms < 10 {
             problems.push("vector.outbox_poll_ms must be at least 10".to_owned());

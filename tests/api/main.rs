@@ -6,6 +6,7 @@ mod calendar;
 mod chat;
 mod conversations;
 mod cors;
+mod crash;
 mod events;
 mod faults;
 mod helpers;

@@ -16,7 +16,7 @@ fn b64(bytes: &[u8]) -> String {
 }
 
 /// A valid uncompressed P-256 point (the generator) and an auth secret.
-fn keys() -> Value {
+pub(crate) fn keys() -> Value {
     let point = concat!(
         "04",
         "6b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296",

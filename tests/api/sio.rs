@@ -124,6 +124,51 @@ impl Client {
         }
     }
 
+    /// The next text frame, pings answered, without a time limit; `None` once the connection
+    /// is gone (for a server that may be killed).
+    async fn try_frame(&mut self) -> Option<String> {
+        loop {
+            match self.ws.next().await {
+                Some(Ok(Message::Text(t))) if t.as_str() == "2" => {
+                    self.ws.send(Message::text("3")).await.ok()?;
+                }
+                Some(Ok(Message::Text(t))) => return Some(t.to_string()),
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// [`Self::emit`] for a server that may go away: `None` if the connection closes first.
+    pub async fn try_emit(&mut self, name: &str, payload: Value) -> Option<Value> {
+        let id = self.next_ack;
+        self.next_ack += 1;
+        let frame = format!("42{id}{}", json!([name, payload]));
+        self.ws.send(Message::text(frame)).await.ok()?;
+        let prefix = format!("43{id}");
+        loop {
+            let frame = self.try_frame().await?;
+            match frame.strip_prefix(&prefix) {
+                Some(args) => {
+                    let args: Value = serde_json::from_str(args).ok()?;
+                    return Some(args[0].clone());
+                }
+                None => self.keep(&frame),
+            }
+        }
+    }
+
+    /// [`Self::next_event`] for a server that may go away: `None` once the connection closes.
+    pub async fn try_next_event(&mut self) -> Option<(String, Value)> {
+        loop {
+            if let Some(event) = self.events.pop_front() {
+                return Some(event);
+            }
+            let frame = self.try_frame().await?;
+            self.keep(&frame);
+        }
+    }
+
     /// Emits an event with an ack id and waits for the ack, keeping events that come first.
     pub async fn emit(&mut self, name: &str, payload: Value) -> Value {
         self.emit_raw(&json!([name, payload]).to_string()).await
