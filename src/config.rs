@@ -324,6 +324,10 @@ pub struct VectorConfig {
     /// can take (embedding, the store's write); a live worker that overruns it only has its
     /// batch indexed twice, which is harmless.
     pub outbox_lease_secs: u64,
+    /// The embedded store (backend = "edge") stops writing while its disk has less than this
+    /// free: its files are memory-mapped, and a full disk would kill the process. Indexing
+    /// waits in the outbox meanwhile.
+    pub edge_min_free_mb: u64,
 }
 
 impl Default for VectorConfig {
@@ -338,6 +342,7 @@ impl Default for VectorConfig {
             outbox_poll_ms: 1000,
             outbox_max_retry_secs: 300,
             outbox_lease_secs: 60,
+            edge_min_free_mb: 256,
         }
     }
 }

@@ -171,7 +171,8 @@ pub async fn vector_store(
             let dir = data_dir.join("vectors");
             Arc::new(
                 EdgeStore::open(&dir)
-                    .with_context(|| format!("opening the vector store in {}", dir.display()))?,
+                    .with_context(|| format!("opening the vector store in {}", dir.display()))?
+                    .with_min_free_bytes(config.edge_min_free_mb.saturating_mul(1 << 20)),
             )
         }
         VectorBackend::Qdrant => Arc::new(

@@ -7,6 +7,7 @@ mod chat;
 mod conversations;
 mod cors;
 mod crash;
+mod disk_full;
 mod events;
 mod faults;
 mod helpers;

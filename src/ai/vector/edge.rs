@@ -58,11 +58,16 @@ const KIND: &str = "kind";
 const USER_KIND: &str = "user_kind";
 const SNIPPET: &str = "snippet";
 
+/// `vector.edge_min_free_mb`'s default.
+pub const DEFAULT_MIN_FREE_BYTES: u64 = 256 << 20;
+
 /// The embedded store. Cheap to share behind an `Arc`; every method is safe to call
 /// concurrently.
 pub struct EdgeStore {
     /// The shard's directory, `<dir>/shard`.
     path: PathBuf,
+    /// Writes wait while the disk has less room than this (see [`Shard::room`]).
+    min_free_bytes: u64,
     /// `None` until [`VectorStore::ensure_collection`] opens or creates the shard. Operations
     /// hold a read guard for their whole duration, so `ensure_collection` (write guard) can drop
     /// and delete the shard knowing nothing still uses it.
@@ -73,6 +78,8 @@ struct Shard {
     /// Closed by `Shard`'s own `Drop` (see there).
     edge: ManuallyDrop<EdgeShard>,
     dimension: usize,
+    path: PathBuf,
+    min_free_bytes: u64,
     /// Held across update + flush + optimise (see the module docs).
     writes: Mutex<()>,
 }
@@ -88,8 +95,16 @@ impl EdgeStore {
         })?;
         Ok(Self {
             path: dir.join("shard"),
+            min_free_bytes: DEFAULT_MIN_FREE_BYTES,
             state: Arc::new(RwLock::new(None)),
         })
+    }
+
+    /// Writes wait (fail as unavailable, and the outbox retries them) while the store's disk
+    /// has less than this many bytes free.
+    pub fn with_min_free_bytes(mut self, bytes: u64) -> Self {
+        self.min_free_bytes = bytes;
+        self
     }
 
     async fn shard(&self) -> Result<ShardGuard, VectorError> {
@@ -101,13 +116,13 @@ impl EdgeStore {
 
     async fn write(&self, op: UpdateOperation) -> Result<(), VectorError> {
         let shard = self.shard().await?;
-        blocking(move || shard.apply(op)).await
+        blocking(move || shard.write_points(op)).await
     }
 }
 
 impl Shard {
     /// Loads the shard at `path`, or creates it with `dimension`-sized vectors if there is none.
-    fn open(path: &Path, dimension: usize) -> Result<Self, VectorError> {
+    fn open(path: &Path, dimension: usize, min_free_bytes: u64) -> Result<Self, VectorError> {
         let edge = match EdgeConfig::load(path) {
             Some(config) => {
                 config.map_err(edge_error)?;
@@ -134,8 +149,33 @@ impl Shard {
         Ok(Self {
             edge: ManuallyDrop::new(edge),
             dimension,
+            path: path.to_owned(),
+            min_free_bytes,
             writes: Mutex::new(()),
         })
+    }
+
+    /// The store's files are memory-mapped and grow as points arrive: a page written when the
+    /// disk is full is a SIGBUS, which kills the process (seen with a full tmpfs). So a write
+    /// waits, as unavailable, while the disk has less than `min_free_bytes` left; the outbox
+    /// retries it, and PostgreSQL keeps what it indexes meanwhile.
+    fn room(&self) -> Result<(), VectorError> {
+        match fs4::available_space(&self.path) {
+            Ok(free) if free < self.min_free_bytes => Err(VectorError::Unavailable(format!(
+                "{} MiB free on the disk of {}; indexing waits for {} MiB",
+                free >> 20,
+                self.path.display(),
+                self.min_free_bytes >> 20
+            ))),
+            // A disk that cannot say how full it is is written to, as before.
+            Ok(_) | Err(_) => Ok(()),
+        }
+    }
+
+    /// [`Self::apply`] for points, which take room: only while the disk has it.
+    fn write_points(&self, op: UpdateOperation) -> Result<(), VectorError> {
+        self.room()?;
+        self.apply(op)
     }
 
     /// Applies one update durably, then lets the optimiser index what became large enough.
@@ -232,7 +272,7 @@ impl VectorStore for EdgeStore {
             ));
         }
         let mut state = self.state.clone().write_owned().await;
-        let path = self.path.clone();
+        let (path, min_free_bytes) = (self.path.clone(), self.min_free_bytes);
         blocking(move || {
             if recreate {
                 drop(state.take()); // flushes and closes the files
@@ -248,7 +288,7 @@ impl VectorStore for EdgeStore {
             }
             let shard = match state.take() {
                 Some(shard) => shard,
-                None => Shard::open(&path, dimension)?,
+                None => Shard::open(&path, dimension, min_free_bytes)?,
             };
             let result = if shard.dimension == dimension {
                 // Creating an index that exists is a no-op: this also completes a partial setup.
@@ -302,7 +342,7 @@ impl VectorStore for EdgeStore {
         let op = UpdateOperation::PointOperation(PointOperations::UpsertPoints(
             PointInsertOperations::PointsList(points),
         ));
-        blocking(move || shard.apply(op)).await
+        blocking(move || shard.write_points(op)).await
     }
 
     #[tracing::instrument(level = "debug", skip(self, ids), fields(ids = ids.len()))]
