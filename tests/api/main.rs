@@ -13,6 +13,7 @@ mod faults;
 mod helpers;
 mod hostile;
 mod http;
+mod isolation;
 mod logs;
 mod mcp;
 mod me;

@@ -11,7 +11,7 @@ use crate::sio::Client;
 
 /// Runs the SDK client as `user` (none: "") with these tool calls; `mode` is the SDK's
 /// connect mode.
-async fn mcp_client(app: &TestApp, user: &str, mode: &str, calls: Value) -> Value {
+pub(crate) async fn mcp_client(app: &TestApp, user: &str, mode: &str, calls: Value) -> Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mcp/client.py");
     let mut child = tokio::process::Command::new(python())
         .args([script, &app.url("/mcp"), &format!("dev:{user}"), mode])
@@ -39,7 +39,7 @@ async fn mcp_client(app: &TestApp, user: &str, mode: &str, calls: Value) -> Valu
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn result(out: &Value, call: usize) -> &Value {
+pub(crate) fn result(out: &Value, call: usize) -> &Value {
     let call = &out["calls"][call];
     assert!(call.get("result").is_some(), "a tool result: {call}");
     &call["result"]
