@@ -1,6 +1,7 @@
 //! Integration tests: the real application over HTTP against real PostgreSQL.
 //! One test binary, so that it links once.
 
+mod abuse;
 mod auth;
 mod calendar;
 mod chat;
