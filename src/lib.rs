@@ -13,6 +13,8 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod domain;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod http;
 pub mod mcp;
 pub mod metrics;

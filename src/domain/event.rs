@@ -317,6 +317,11 @@ fn walk_start(
 /// Parses a rule's text (without DTSTART), as stored or submitted.
 fn parse_text(rule: &str) -> Result<RRule<Unvalidated>, String> {
     let text = rule.strip_prefix("RRULE:").unwrap_or(rule);
+    // The grammar is ASCII, and the parser slices the text by bytes: other characters panic
+    // it (found by fuzzing).
+    if !text.is_ascii() {
+        return Err("must be ASCII, as RFC 5545 writes it".into());
+    }
     if text.contains(['\n', '\r']) || text.to_ascii_uppercase().contains("DTSTART") {
         return Err("must be a single RRULE without DTSTART (startAt is the series start)".into());
     }
@@ -382,7 +387,7 @@ pub struct NewEvent {
 }
 
 impl NewEvent {
-    pub(crate) fn validate(self, id: Uuid, now: DateTime<Utc>) -> DomainResult<Event> {
+    pub fn validate(self, id: Uuid, now: DateTime<Utc>) -> DomainResult<Event> {
         let mut errors = FieldErrors::new();
         let title = errors.check("title", required_text(&self.title, TITLE_MAX));
         let description = errors.check(

@@ -2,7 +2,7 @@
 
 mod auth;
 mod calendar;
-mod calendar_import;
+pub mod calendar_import;
 mod chat;
 mod conversations;
 pub mod cors;

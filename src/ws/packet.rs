@@ -173,6 +173,13 @@ pub fn decode_packet(text: &str) -> Result<Packet, PacketError> {
     let data = if rest.is_empty() {
         None
     } else {
+        // Data is an array or an object, right after the id: a number or white space there
+        // would read back differently once written out (`4` + id `12` + `3` is id 123).
+        if !rest.starts_with(['[', '{']) {
+            return Err(PacketError::Shape(
+                "the data must be a JSON array or object, right after the ack id",
+            ));
+        }
         let parsed =
             serde_json::from_str::<UniqueKeys>(rest).map_err(|e| match duplicate_key(&e) {
                 Some(key) => PacketError::DuplicateKey { key, ack_id },

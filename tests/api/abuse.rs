@@ -233,6 +233,24 @@ async fn hostile_clients_get_clear_errors_and_the_server_neither_panics_nor_grow
         "400 validation_failed (title)".into(),
     );
 
+    // A recurrence rule with a character outside ASCII (it once panicked the rule parser, found
+    // by fuzzing): a field error.
+    let rule = http
+        .post(url("/v1/events"))
+        .bearer_auth("dev:eve")
+        .json(&json!({ "title": "t", "startAt": "2030-01-01T10:00:00Z",
+                       "endAt": "2030-01-01T11:00:00Z", "recurrence": "FREQ=WEEKLY;BYDAY=[MO\u{368}E" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rule.status(), StatusCode::BAD_REQUEST);
+    let body: Value = rule.json().await.unwrap();
+    assert!(body["error"]["details"]["recurrence"].is_string(), "{body}");
+    note(
+        "a non-ASCII recurrence rule",
+        "400 validation_failed (recurrence)".into(),
+    );
+
     // SQL and prompt injection: stored verbatim, and only text.
     let injections = [
         "'); DROP TABLE tasks; --",

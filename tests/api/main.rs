@@ -33,6 +33,7 @@ mod reminders;
 mod search;
 mod sio;
 mod slow_llm;
+mod soak;
 mod socketio_client;
 mod startup;
 mod tasks;
