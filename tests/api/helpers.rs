@@ -23,6 +23,9 @@ struct TestServer {
 static SERVER: OnceLock<TestServer> = OnceLock::new();
 static CONTAINER_ID: OnceLock<String> = OnceLock::new();
 static CREATE_LOCK: Mutex<()> = Mutex::new(());
+/// Data directories of stopped test servers, removed at exit: a server's stores are dropped
+/// some time after its stop is asked for, and must not find their files gone.
+static STOPPED_DATA_DIRS: Mutex<Vec<std::path::PathBuf>> = Mutex::new(Vec::new());
 
 const HELP: &str = "integration tests need PostgreSQL: set PIXIE_TEST_DATABASE_URL \
     (e.g. postgres://postgres@127.0.0.1:5432/postgres), or make Docker available for \
@@ -60,6 +63,13 @@ fn init_server() -> TestServer {
                 server.template
             ))
             .execute(&mut admin);
+        }
+        for dir in STOPPED_DATA_DIRS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            let _ = std::fs::remove_dir_all(dir);
         }
         if let Some(id) = CONTAINER_ID.get() {
             let _ = std::process::Command::new("docker")
@@ -316,7 +326,10 @@ impl Drop for TestApp {
         // Stops accepting at once; the database is dropped with FORCE afterwards anyway.
         // The stop command is sent at once; the returned future only reports completion.
         drop(self.handle.stop(false));
-        let _ = std::fs::remove_dir_all(&self.data_dir);
+        STOPPED_DATA_DIRS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(self.data_dir.clone());
     }
 }
 
