@@ -4,7 +4,8 @@
 //! write on a full disk is a SIGBUS), and once room is made the outbox must catch up, leaving
 //! the index with a point for each of PostgreSQL's items.
 //!
-//! Mounting needs root (CI runs as root); elsewhere the test says so and passes over it.
+//! Mounting needs root (CI runs as root, and there a failed mount fails the test); elsewhere
+//! the test says so and passes over it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -32,12 +33,17 @@ impl Tmpfs {
             return None;
         }
         let dir = temp_dir("pixie-disk");
-        let status = Command::new("mount")
+        let mounted = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={mb}m"), "tmpfs"])
             .arg(&dir)
             .status()
-            .expect("run mount");
-        assert!(status.success(), "mount a tmpfs at {}", dir.display());
+            .is_ok_and(|s| s.success());
+        // Root in a container without the right to mount: passed over by hand, never in CI.
+        if !mounted && std::env::var_os("CI").is_none() {
+            let _ = std::fs::remove_dir(&dir);
+            return None;
+        }
+        assert!(mounted, "mount a tmpfs at {}", dir.display());
         Some(Self(dir))
     }
 
@@ -93,7 +99,7 @@ async fn chat(socket: &mut Client, client_id: &str, text: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_pauses_indexing_and_nothing_else() {
     let Some(disk) = Tmpfs::mount(DISK_MB) else {
-        eprintln!("disk_full: not root, so no tmpfs can be mounted; this scenario runs in CI");
+        eprintln!("disk_full: no tmpfs can be mounted here (not root); this scenario runs in CI");
         return;
     };
     let db = tokio::task::spawn_blocking(TestDatabase::migrated)
