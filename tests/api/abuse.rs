@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{TestDatabase, serve_binary_to, temp_dir};
+use crate::helpers::{TestDatabase, env_number, serve_binary_to, temp_dir};
 use crate::sio::Client;
 
 fn proc_status(pid: u32, key: &str) -> u64 {
@@ -111,10 +111,7 @@ async fn raw_socket_closed_after(addr: &str, frames: &[Vec<u8>]) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hostile_clients_get_clear_errors_and_the_server_neither_panics_nor_grows() {
-    let silent: usize = std::env::var("PIXIE_ABUSE_SOCKETS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5000);
+    let silent: usize = env_number("PIXIE_ABUSE_SOCKETS", 5000);
     let db = tokio::task::spawn_blocking(TestDatabase::migrated)
         .await
         .unwrap();

@@ -16,7 +16,9 @@ use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
-use crate::helpers::{TestDatabase, read_http_request, serve_binary_to, temp_dir};
+use crate::helpers::{
+    TestDatabase, count, env_number, read_http_request, serve_binary_to, temp_dir,
+};
 use crate::sio::Client;
 
 const DIMENSION: usize = 64;
@@ -190,21 +192,9 @@ fn items_per_user(conn: &mut PgConnection) -> HashMap<String, i64> {
         .collect()
 }
 
-fn count(conn: &mut PgConnection, sql: &str) -> i64 {
-    #[derive(QueryableByName)]
-    struct N {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    diesel::sql_query(sql).get_result::<N>(conn).unwrap().n
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_crash_mid_turn_loses_nothing_acknowledged_and_no_reminder() {
-    let clients: usize = std::env::var("PIXIE_CRASH_CLIENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
+    let clients: usize = env_number("PIXIE_CRASH_CLIENTS", 20);
     let (push_base, pushes) = push_service().await;
     let db = tokio::task::spawn_blocking(TestDatabase::migrated)
         .await
@@ -342,14 +332,14 @@ async fn a_crash_mid_turn_loses_nothing_acknowledged_and_no_reminder() {
     // The outbox drains.
     let mut conn = db.connect();
     let until = Instant::now() + Duration::from_secs(30);
-    let mut backlog = count(&mut conn, "SELECT count(*) AS n FROM vector_outbox");
+    let mut backlog = count(&mut conn, "SELECT count(*) AS count FROM vector_outbox");
     while backlog > 0 && Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        backlog = count(&mut conn, "SELECT count(*) AS n FROM vector_outbox");
+        backlog = count(&mut conn, "SELECT count(*) AS count FROM vector_outbox");
     }
     let fired = count(
         &mut conn,
-        "SELECT count(*) AS n FROM reminders WHERE status = 'fired' AND text LIKE 'crash reminder %'",
+        "SELECT count(*) AS count FROM reminders WHERE status = 'fired' AND text LIKE 'crash reminder %'",
     );
 
     // Acknowledged messages: each stored once.
@@ -364,7 +354,7 @@ async fn a_crash_mid_turn_loses_nothing_acknowledged_and_no_reminder() {
             let n = count(
                 &mut conn,
                 &format!(
-                    "SELECT count(*) AS n FROM messages WHERE user_id = '{}' \
+                    "SELECT count(*) AS count FROM messages WHERE user_id = '{}' \
                      AND client_message_id = '{client_id}'",
                     chat.user
                 ),
@@ -378,7 +368,7 @@ async fn a_crash_mid_turn_loses_nothing_acknowledged_and_no_reminder() {
     }
     let tasks_twice = count(
         &mut conn,
-        "SELECT count(*) AS n FROM (SELECT title FROM tasks WHERE title ILIKE 'crash errand %' \
+        "SELECT count(*) AS count FROM (SELECT title FROM tasks WHERE title ILIKE 'crash errand %' \
          GROUP BY user_id, title HAVING count(*) > 1) twice",
     );
 

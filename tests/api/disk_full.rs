@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use diesel::prelude::*;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestDatabase, serve_binary_to, temp_dir};
+use crate::helpers::{TestDatabase, count, serve_binary_to, temp_dir};
 use crate::sio::Client;
 
 const DIMENSION: usize = 64;
@@ -65,15 +65,6 @@ fn fill(path: &Path) {
     let chunk = vec![0u8; 64 << 10];
     while file.write_all(&chunk).is_ok() {}
     let _ = file.sync_all();
-}
-
-fn count(conn: &mut PgConnection, sql: &str) -> i64 {
-    #[derive(QueryableByName)]
-    struct N {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    diesel::sql_query(sql).get_result::<N>(conn).unwrap().n
 }
 
 async fn chat(socket: &mut Client, client_id: &str, text: &str) -> Value {
@@ -126,7 +117,8 @@ async fn a_full_disk_pauses_indexing_and_nothing_else() {
             .status()
     };
     let mut conn = db.connect();
-    let backlog = |conn: &mut PgConnection| count(conn, "SELECT count(*) AS n FROM vector_outbox");
+    let backlog =
+        |conn: &mut PgConnection| count(conn, "SELECT count(*) AS count FROM vector_outbox");
     let wait_drained = async |conn: &mut PgConnection, secs: u64| {
         let until = Instant::now() + Duration::from_secs(secs);
         while backlog(conn) > 0 && Instant::now() < until {
@@ -206,7 +198,7 @@ async fn a_full_disk_pauses_indexing_and_nothing_else() {
     assert_eq!(left, 0, "the outbox drained once there was room");
     let items = count(
         &mut conn,
-        "SELECT count(*) AS n FROM (SELECT id FROM messages WHERE role = 'user' UNION ALL \
+        "SELECT count(*) AS count FROM (SELECT id FROM messages WHERE role = 'user' UNION ALL \
          SELECT id FROM tasks UNION ALL SELECT id FROM memories) items",
     );
     let pid = server.id().expect("a pid") as i32;

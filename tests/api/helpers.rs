@@ -455,17 +455,7 @@ impl TestApp {
 impl TestApp {
     /// A count from the app's database (`SELECT count(*) …`), as a test checks what is stored.
     pub fn count(&self, sql: &str) -> i64 {
-        use diesel::prelude::*;
-        #[derive(QueryableByName)]
-        struct Row {
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            count: i64,
-        }
-        let mut conn = connect(&self.db_url);
-        diesel::sql_query(sql)
-            .get_result::<Row>(&mut conn)
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-            .count
+        count(&mut connect(&self.db_url), sql)
     }
 
     /// Runs SQL on the app's database (rows a client could not write today, say).
@@ -570,6 +560,27 @@ pub async fn serve_binary_to(
         }
     });
     (child, addr)
+}
+
+/// A count read with `sql` (`SELECT count(*) AS count …`).
+pub fn count(conn: &mut PgConnection, sql: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        count: i64,
+    }
+    diesel::sql_query(sql)
+        .get_result::<Row>(conn)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .count
+}
+
+/// A number from the environment (a scenario's size, by hand), else `default`.
+pub fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// The resident memory of a process, in KiB (`VmRSS` of `/proc/<pid>/status`).

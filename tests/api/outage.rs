@@ -13,16 +13,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{serve_binary_to, temp_dir};
+use crate::helpers::{env_number, serve_binary_to, temp_dir};
 use crate::postgres::PrivatePostgres;
 use crate::sio::Client;
-
-fn env_count(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// What one client saw.
 #[derive(Default)]
@@ -166,8 +159,8 @@ async fn ready(http: &reqwest::Client, addr: &str) -> Option<bool> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_restarting_under_load_costs_retries_not_messages() {
-    let clients = env_count("PIXIE_OUTAGE_CLIENTS", 50);
-    let restarts = env_count("PIXIE_OUTAGE_RESTARTS", 1);
+    let clients = env_number("PIXIE_OUTAGE_CLIENTS", 50);
+    let restarts = env_number("PIXIE_OUTAGE_RESTARTS", 1);
     let cluster = Arc::new(
         tokio::task::spawn_blocking(PrivatePostgres::start)
             .await

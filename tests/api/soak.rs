@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestDatabase, serve_binary_to, temp_dir};
+use crate::helpers::{TestDatabase, env_number, serve_binary_to, temp_dir};
 use crate::sio::Client;
 
 /// Log lines at WARN or ERROR that are expected of this run.
@@ -285,10 +285,7 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_soak_of_mixed_load_keeps_memory_and_descriptors_flat() {
-    let secs: u64 = std::env::var("PIXIE_SOAK_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(120);
+    let secs: u64 = env_number("PIXIE_SOAK_SECS", 120);
     let out = std::env::var("PIXIE_SOAK_OUT")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")));
