@@ -130,7 +130,11 @@ impl Application {
         if !applied.is_empty() {
             tracing::info!(migrations = ?applied, "applied database migrations");
         }
-        let store = Arc::new(PgStore::new(db::pool(&settings)?).with_timezone(config.ai.tz()?));
+        let store = Arc::new(
+            PgStore::new(db::pool(&settings)?)
+                .with_timezone(config.ai.tz()?)
+                .with_group_commit(settings.group_commit),
+        );
         // Wired in one pass: the relay and the hub first (they need nothing), the bus over
         // them, the domain over the bus; what other instances signal is acted on by a task
         // that holds the domain and the hub.
@@ -244,7 +248,7 @@ impl Application {
                     config.vector.outbox_max_retry_secs,
                 ),
                 lease: std::time::Duration::from_secs(config.vector.outbox_lease_secs),
-                ..IndexerSettings::default()
+                gather: std::time::Duration::from_millis(config.vector.outbox_gather_ms),
             },
         };
         if config.vector.outbox_worker {

@@ -108,6 +108,8 @@ pub struct DatabaseConfig {
     pub pool_size: u32,
     pub connect_timeout_secs: u64,
     pub acquire_timeout_secs: u64,
+    /// Concurrent chat messages stored by one statement and one commit (`src/db/appends.rs`).
+    pub group_commit: bool,
 }
 
 impl Default for DatabaseConfig {
@@ -118,6 +120,7 @@ impl Default for DatabaseConfig {
             pool_size: 16,
             connect_timeout_secs: 5,
             acquire_timeout_secs: 5,
+            group_commit: true,
         }
     }
 }
@@ -130,6 +133,7 @@ impl DatabaseConfig {
             pool_size: self.pool_size,
             connect_timeout: Duration::from_secs(self.connect_timeout_secs),
             acquire_timeout: Duration::from_secs(self.acquire_timeout_secs),
+            group_commit: self.group_commit,
         }
     }
 }
@@ -317,6 +321,9 @@ pub struct VectorConfig {
     pub outbox_batch: i64,
     /// How often the outbox is polled for other instances' writes and due retries.
     pub outbox_poll_ms: u64,
+    /// After a write wakes the worker, how long it lets more gather before a batch: fewer,
+    /// larger vector-store writes (each one flushed) against this much indexing delay.
+    pub outbox_gather_ms: u64,
     /// Longest wait between retries of a failing outbox job.
     pub outbox_max_retry_secs: u64,
     /// A claimed batch is left to its worker this long: a batch claimed by an instance that
@@ -340,6 +347,7 @@ impl Default for VectorConfig {
             outbox_worker: true,
             outbox_batch: 512,
             outbox_poll_ms: 1000,
+            outbox_gather_ms: 50,
             outbox_max_retry_secs: 300,
             outbox_lease_secs: 60,
             edge_min_free_mb: 256,
@@ -747,6 +755,9 @@ impl Config {
         }
         if self.vector.outbox_poll_ms < 10 {
             problems.push("vector.outbox_poll_ms must be at least 10".to_owned());
+        }
+        if self.vector.outbox_gather_ms > 10_000 {
+            problems.push("vector.outbox_gather_ms must be at most 10000".to_owned());
         }
         let rt = &self.realtime;
         if rt.ping_interval_secs == 0 || rt.ping_timeout_secs == 0 || rt.connect_timeout_secs == 0 {

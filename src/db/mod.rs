@@ -4,6 +4,7 @@
 //! Diesel's synchronous API runs on tokio's blocking pool (`PgStore::run`); see the README's
 //! architecture section for why.
 
+mod appends;
 mod feeds;
 mod lexical;
 mod models;
@@ -45,6 +46,7 @@ pub struct DbSettings {
     pub pool_size: u32,
     pub connect_timeout: Duration,
     pub acquire_timeout: Duration,
+    pub group_commit: bool,
 }
 
 /// Adds libpq's `connect_timeout` to a URL that does not set one, so that an unreachable
@@ -166,6 +168,9 @@ pub struct PgStore {
     acquire_timeout: Duration,
     /// The user's wall clock, which events' alerts repeat on (`ai.timezone`).
     timezone: chrono_tz::Tz,
+    /// Chat messages are group-committed through it when set (`database.group_commit`).
+    appender: Arc<appends::Appender>,
+    group_commit: bool,
 }
 
 /// The pool as the metrics show it.
@@ -186,7 +191,15 @@ impl PgStore {
             waiting: Arc::default(),
             acquire_timeout,
             timezone: chrono_tz::UTC,
+            appender: Arc::default(),
+            group_commit: true,
         }
+    }
+
+    /// Whether concurrent chat messages share statements and commits.
+    pub fn with_group_commit(mut self, on: bool) -> Self {
+        self.group_commit = on;
+        self
     }
 
     /// Events' alerts are expanded on this zone's wall clock.

@@ -855,6 +855,9 @@ impl ConversationRepository for PgStore {
     ) -> DomainResult<Option<Message>> {
         let row = MessageRow::new(user, message);
         let message = message.clone();
+        if self.group_commit {
+            return Ok(self.append_grouped(row).await?.then_some(message));
+        }
         self.run(move |conn| {
             let inserted = AppendMessage(&row).execute(conn)?;
             Ok((inserted > 0).then(|| message.clone()))

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::{body_string_contains, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{Reply, TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{Reply, TestApp, spawn_app, spawn_app_with, spawn_app_without_indexer};
 use pixie::app::Secrets;
 use pixie::config::AiProvider;
 
@@ -260,6 +260,150 @@ async fn a_client_message_id_makes_a_turn_idempotent() {
     assert_eq!(other.status, StatusCode::OK, "{}", other.body);
 }
 
+/// Messages sent at the same moment are stored by shared statements (group commit): each
+/// still gets its own outcome, and what is stored is what one-at-a-time would have stored.
+#[tokio::test]
+async fn concurrent_messages_are_stored_together_each_with_its_own_outcome() {
+    let app = spawn_app_without_indexer().await;
+    let users: Vec<String> = (0..24).map(|u| format!("burst-{u}")).collect();
+    let mut conversations = Vec::new();
+    for user in &users {
+        let first = chat(
+            &app,
+            user,
+            json!({ "clientMessageId": "hello", "text": "hello" }),
+        )
+        .await;
+        assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+        conversations.push(first.body["conversationId"].as_str().unwrap().to_owned());
+    }
+    let turn = |u: usize, id: &str| json!({ "clientMessageId": id, "text": "list my tasks", "conversationId": conversations[u] });
+    // A turn per user at once: they share statements, fewer transactions than messages.
+    let first = futures_util::future::join_all(
+        users
+            .iter()
+            .enumerate()
+            .map(|(u, user)| chat(&app, user, turn(u, &format!("b-{u}")))),
+    )
+    .await;
+    for reply in &first {
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    }
+    let burst = "user_id LIKE 'burst-%'";
+    let transactions = app.count(&format!(
+        "SELECT count(DISTINCT xmin::text) AS count FROM messages \
+         WHERE {burst} AND client_message_id LIKE 'b-%'"
+    ));
+    assert!(
+        transactions < users.len() as i64,
+        "{transactions} transactions for {} messages",
+        users.len()
+    );
+    // Then, at once: another turn per user, the same turn again for a third of them (a
+    // retry racing its original: one key twice in a batch), a retry of a stored turn, a
+    // clash (a used client id with another text), and a message into another user's
+    // conversation.
+    let mut requests = Vec::new();
+    for (u, user) in users.iter().enumerate() {
+        requests.push((user.clone(), turn(u, &format!("c-{u}")), "turn"));
+        if u % 3 == 0 {
+            requests.push((user.clone(), turn(u, &format!("c-{u}")), "retry"));
+        }
+    }
+    requests.push((users[5].clone(), turn(5, "b-5"), "stored"));
+    requests.push((
+        users[1].clone(),
+        json!({ "clientMessageId": "hello", "text": "another text", "conversationId": conversations[1] }),
+        "clash",
+    ));
+    requests.push((
+        users[2].clone(),
+        json!({ "clientMessageId": "intruder", "text": "hi", "conversationId": conversations[3] }),
+        "intruder",
+    ));
+    let replies = futures_util::future::join_all(
+        requests
+            .iter()
+            .map(|(user, body, _)| chat(&app, user, body.clone())),
+    )
+    .await;
+    let mut turns = std::collections::HashSet::new();
+    for ((user, _, kind), reply) in requests.iter().zip(&replies) {
+        match *kind {
+            // The same turn twice: whichever is stored first runs; the other gets its
+            // stored turn, or (the turn still running) a conflict saying so.
+            "turn" | "retry" if reply.status == StatusCode::CONFLICT => {
+                assert!(
+                    reply.body.to_string().contains("already running"),
+                    "{}",
+                    reply.body
+                );
+            }
+            "turn" | "retry" => {
+                assert_eq!(
+                    reply.status,
+                    StatusCode::OK,
+                    "{user} {kind}: {}",
+                    reply.body
+                );
+                turns.insert((user.clone(), reply.body["userMessage"]["id"].to_string()));
+            }
+            "stored" => {
+                assert_eq!(reply.status, StatusCode::OK, "stored: {}", reply.body);
+                assert_eq!(
+                    reply.body, first[5].body,
+                    "the stored turn, as it was answered"
+                );
+            }
+            "clash" => {
+                assert_eq!(reply.status, StatusCode::CONFLICT, "clash: {}", reply.body);
+                assert_eq!(reply.error_code(), "conflict");
+            }
+            _ => assert_eq!(
+                reply.status,
+                StatusCode::NOT_FOUND,
+                "intruder: {}",
+                reply.body
+            ),
+        }
+    }
+    // Every user's turn was answered, and a retry got its original's message: one user
+    // message per user in the burst.
+    assert_eq!(turns.len(), users.len(), "{turns:?}");
+    for (u, user) in users.iter().enumerate() {
+        let messages = app
+            .get(
+                &format!("/v1/conversations/{}/messages", conversations[u]),
+                user,
+            )
+            .await;
+        let items = messages.body["items"].as_array().unwrap();
+        let texts: Vec<&str> = items.iter().map(|m| m["role"].as_str().unwrap()).collect();
+        assert_eq!(texts, ["user", "assistant"].repeat(3), "{user}: {items:?}");
+        let listed = app.get("/v1/conversations", user).await;
+        let conversation = &listed.body["items"][0];
+        let newest = items.last().unwrap()["createdAt"].clone();
+        assert_eq!(conversation["lastMessageAt"], newest, "{conversation}");
+        assert_eq!(conversation["updatedAt"], newest, "{conversation}");
+    }
+    // Their user messages were queued for the index once each, the answers not at all
+    // (no indexer runs here, so the outbox keeps its rows).
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) AS count FROM vector_outbox o JOIN messages m ON m.id = o.entity_id \
+             WHERE o.{burst} AND o.entity_kind = 'message' AND o.op = 'upsert' AND m.role = 'user'"
+        )),
+        3 * users.len() as i64
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) AS count FROM vector_outbox WHERE {burst} AND entity_kind = 'message'"
+        )),
+        3 * users.len() as i64,
+        "one row per user message, none for answers"
+    );
+}
+
 #[tokio::test]
 async fn bad_chat_requests_get_clear_errors() {
     let app = spawn_app().await;
@@ -432,6 +576,60 @@ async fn spawn_with_openai(server: &MockServer) -> TestApp {
         Secrets::default(),
     )
     .await
+}
+
+/// Recalls counted by the metrics (the fused search's duration series).
+async fn recalls(app: &TestApp) -> f64 {
+    let text = app.get_text("/metrics", "nobody").await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(r#"pixie_search_duration_seconds_count{leg="all"}"#))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A model is given the memories closest to the message; the offline assistant, which reads
+/// only the message, is spared the search.
+#[tokio::test]
+async fn memories_are_recalled_for_a_model_and_not_for_the_offline_assistant() {
+    let offline = spawn_app().await;
+    let memory = offline
+        .post(
+            "/v1/memories",
+            "lena",
+            json!({ "content": "my sister's birthday is 3 May" }),
+        )
+        .await;
+    assert_eq!(memory.status, StatusCode::CREATED, "{}", memory.body);
+    // (A question to the offline assistant runs its search tool, a recall of its own.)
+    say(&offline, "lena", "list my tasks").await;
+    assert_eq!(recalls(&offline).await, 0.0);
+
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(sse_response(openai_stream(&[
+            chunk(json!({ "role": "assistant", "content": "In May." }), None),
+            chunk(json!({}), Some("stop")),
+        ])))
+        .mount(&server)
+        .await;
+    let app = spawn_with_openai(&server).await;
+    let memory = app
+        .post(
+            "/v1/memories",
+            "lena",
+            json!({ "content": "my sister's birthday is 3 May" }),
+        )
+        .await;
+    assert_eq!(memory.status, StatusCode::CREATED, "{}", memory.body);
+    say(&app, "lena", "when is my sister's birthday?").await;
+    assert_eq!(recalls(&app).await, 1.0);
+    let requests = server.received_requests().await.unwrap();
+    let prompt = String::from_utf8_lossy(&requests[0].body).into_owned();
+    assert!(
+        prompt.contains("3 May"),
+        "the memory reaches the model: {prompt}"
+    );
 }
 
 #[tokio::test]
