@@ -111,4 +111,9 @@ pub trait LlmProvider: Send + Sync {
     /// stream is returned; once events flow, an error ends the stream. Dropping the stream
     /// cancels the request.
     async fn stream(&self, request: &LlmRequest) -> Result<LlmStream, LlmError>;
+    /// Whether the model reads the system prompt (the context: history, tasks, events,
+    /// memories). Models do; the offline assistant answers from the messages alone.
+    fn reads_system_prompt(&self) -> bool {
+        true
+    }
 }

@@ -51,6 +51,10 @@ impl LlmProvider for MeteredLlm {
         self.inner.name()
     }
 
+    fn reads_system_prompt(&self) -> bool {
+        self.inner.reads_system_prompt()
+    }
+
     async fn stream(&self, request: &LlmRequest) -> Result<LlmStream, LlmError> {
         let started = Instant::now();
         let span = tracing::info_span!(

@@ -291,6 +291,10 @@ const GAVE_UP: &str = "I ran the steps listed above but could not put together a
 
 #[async_trait]
 impl Assistant for Orchestrator {
+    fn reads_memories(&self) -> bool {
+        self.provider.reads_system_prompt()
+    }
+
     async fn run_turn(
         &self,
         context: TurnContext,

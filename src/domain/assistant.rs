@@ -184,6 +184,12 @@ pub struct TurnOutput {
 /// Runs chat turns: the model, its tool loop and its streaming.
 #[async_trait]
 pub trait Assistant: Send + Sync {
+    /// Whether the memories recalled for a turn reach the model. Recall is the costliest
+    /// read of a turn (and grows with the user's history): an assistant that never reads
+    /// it is not given it.
+    fn reads_memories(&self) -> bool {
+        true
+    }
     /// Runs one turn to its end. On cancellation it returns what was produced so far (with
     /// `cancelled` set); on a provider failure, `Err` (the partial output, if any, was already
     /// reported to the observer).

@@ -736,7 +736,7 @@ impl Domain {
 
     /// What the user's data says about their message (the message itself left out).
     async fn recall_texts(&self, user: &UserId, message: &Message) -> Vec<RecalledText> {
-        if self.settings.recall_limit == 0 {
+        if self.settings.recall_limit == 0 || !self.ports.assistant.reads_memories() {
             return Vec::new();
         }
         let query = RecallQuery {

@@ -141,6 +141,11 @@ impl LlmProvider for OfflineProvider {
         "offline"
     }
 
+    /// It parses the user's message and the tools' results, nothing else.
+    fn reads_system_prompt(&self) -> bool {
+        false
+    }
+
     async fn stream(&self, request: &LlmRequest) -> Result<LlmStream, LlmError> {
         let events = self.respond(request);
         Ok(Box::pin(futures_util::stream::iter(
