@@ -131,10 +131,15 @@ async fn next_text(ws: &mut Ws) -> anyhow::Result<String> {
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
+    proc_status(pid, "VmRSS:")
+}
+
+/// A number from `/proc/PID/status` (`VmRSS:` in KiB, `Threads:`).
+fn proc_status(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
@@ -632,9 +637,12 @@ mod realistic {
             .collect();
         let mut peak = idle;
         let mut active_peak = 0;
+        let threads_idle = proc_status(server_pid, "Threads:").unwrap_or(0);
+        let mut threads_peak = threads_idle;
         while Instant::now() < until {
             tokio::time::sleep(Duration::from_secs(1)).await;
             peak = peak.max(rss_kib(server_pid).unwrap_or(0));
+            threads_peak = threads_peak.max(proc_status(server_pid, "Threads:").unwrap_or(0));
             active_peak = active_peak.max(ACTIVE.load(Ordering::Relaxed));
         }
         let mut all = Stats::default();
@@ -690,6 +698,7 @@ mod realistic {
             (peak.saturating_sub(before)) as f64 / connected.max(1) as f64,
             (idle.saturating_sub(before)) as f64 / connected.max(1) as f64
         );
+        println!("server threads: {threads_idle} idle, at most {threads_peak} under load");
         println!(
             "CPU per turn: server {:.2} ms, load tool and mock model {:.2} ms",
             server_ms / turns,

@@ -193,9 +193,15 @@ if [ "$CONVERSATIONS" -gt 0 ]; then
   echo "== realistic: $CONVERSATIONS conversations for $REALISTIC_DURATION s with a streaming mock model"
   start_server PIXIE__AI__PROVIDER=openai PIXIE__AI__MODEL=mock \
     PIXIE__AI__BASE_URL=http://127.0.0.1:$MOCK_PORT/v1 ${EXTRA_ENV:-}
+  pg0=$(cpu_ticks $(pgrep -x postgres))
   "$load" --url "127.0.0.1:$PORT" realistic --mock-port "$MOCK_PORT" \
     --conversations "$CONVERSATIONS" --duration "$REALISTIC_DURATION" --think-ms "$THINK_MS" \
-    --server-pid "$server"
+    --server-pid "$server" | tee "$data/realistic.out"
+  # The recall of every model turn (both legs) and its writes, in PostgreSQL.
+  pg1=$(cpu_ticks $(pgrep -x postgres))
+  awk -v d="$((pg1 - pg0))" -v hz="$(getconf CLK_TCK)" \
+    -v t="$(sed -n 's/.*: \([0-9]*\) turns (.*/\1/p' "$data/realistic.out")" \
+    'BEGIN { if (t > 0) printf "CPU per turn: PostgreSQL %.2f ms (its sign-ins included)\n", d * 1000 / hz / t }'
   stop_server
 fi
 

@@ -1,7 +1,8 @@
 //! The lexical leg of recall over PostgreSQL full text: each searchable table has a generated
-//! `search` tsvector (English stemming) with a GIN index on `(user_id, search)`, so a search
-//! reads only the signed-in user's postings and sees every committed row. Matches are ranked
-//! by BM25 (see [`bm25`]).
+//! `search` tsvector (English stemming) with a GIN index on its lexemes prefixed by their
+//! owner (`pixie_user_terms`, see its migration), so a search reads only the signed-in user's
+//! postings of its words and sees every committed row. Matches are ranked by BM25 (see
+//! [`bm25`]).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -52,6 +53,9 @@ fn operand(word: &str) -> String {
 struct Word {
     #[diesel(sql_type = Text)]
     word: String,
+    /// The word as the user's documents are indexed (`pixie_user_terms`).
+    #[diesel(sql_type = Text)]
+    term: String,
 }
 
 #[derive(QueryableByName)]
@@ -157,16 +161,17 @@ impl LexicalIndex for PgStore {
             .run(move |conn| {
                 // The query's distinct words, as the documents' tsvectors hold them, read on
                 // the same connection as the scan: the scan weighs only the words there are.
-                let words: Vec<String> = diesel::sql_query(format!(
-                    "SELECT w AS word
+                let (words, terms): (Vec<String>, Vec<String>) = diesel::sql_query(format!(
+                    "SELECT w AS word, left(md5($2), 8) || ':' || w AS term
                        FROM unnest(tsvector_to_array(to_tsvector('english', $1))) AS w
                       LIMIT {MAX_WORDS}"
                 ))
                 .bind::<Text, _>(&query)
+                .bind::<Text, _>(&user_id)
                 .load::<Word>(conn)?
                 .into_iter()
-                .map(|w| w.word)
-                .collect();
+                .map(|w| (w.word, w.term))
+                .unzip();
                 if words.is_empty() {
                     return Ok((Vec::new(), 0));
                 }
@@ -191,7 +196,8 @@ impl LexicalIndex for PgStore {
                             "(SELECT '{kind}'::text AS kind, id, length(search) AS length,
                                      {mask} AS words
                                 FROM {table}
-                               WHERE user_id = $1 AND search @@ {ANY_WORD}
+                               WHERE user_id = $1 AND search IS NOT NULL
+                                 AND pixie_user_terms(user_id, search) && $4
                                ORDER BY ts_rank(search, {ANY_WORD}, 1) DESC, id
                                LIMIT {MAX_MATCHES})",
                             kind = kind.as_str()
@@ -203,6 +209,7 @@ impl LexicalIndex for PgStore {
                     .bind::<Text, _>(&user_id)
                     .bind::<Text, _>(&query)
                     .bind::<Array<Text>, _>(&operands)
+                    .bind::<Array<Text>, _>(&terms)
                     .load(conn)?;
                 Ok((matches, words.len()))
             })

@@ -133,7 +133,7 @@ fn the_binary_migrates_on_boot_and_serves_on_a_free_port() {
         "{}",
         String::from_utf8_lossy(&migrate.stderr)
     );
-    assert!(String::from_utf8_lossy(&migrate.stdout).contains("applied 12 migration"));
+    assert!(String::from_utf8_lossy(&migrate.stdout).contains("applied 13 migration"));
 
     let data_dir = crate::helpers::temp_dir("pixie-binary");
     let mut child = pixie()
