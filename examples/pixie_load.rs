@@ -4,6 +4,7 @@
 //! pixie_load idle --url 127.0.0.1:8080 --sockets 10000 --hold 60 --server-pid PID
 //! pixie_load chat --url 127.0.0.1:8080 --clients 100 --duration 30
 //! pixie_load realistic --url 127.0.0.1:8080 --mock-port 18090 --conversations 2000 --server-pid PID
+//! pixie_load floor --server actix --sockets 10000
 //! ```
 //!
 //! `idle` opens authenticated sockets (one user each), holds them while answering the server's
@@ -15,7 +16,10 @@
 //! tool call before the text in every other turn) to a server configured to use it, and runs
 //! many conversations with a pause between turns, as people type: it reports the latency the
 //! server adds to the model's (its first `chat:delta` after the model's first token), and the
-//! server's memory and CPU per conversation and turn. `scripts/load.sh` runs them against a
+//! server's memory and CPU per conversation and turn. `floor` measures what an idle WebSocket
+//! costs with no server of ours at all: a bare actix-web + actix-ws server, or a bare
+//! tokio-tungstenite one with a given read buffer, in a child process holding plain
+//! WebSockets (the floor under `idle`'s figure). `scripts/load.sh` runs them against a
 //! release build.
 
 use std::collections::HashMap;
@@ -91,7 +95,35 @@ enum Mode {
         #[arg(long)]
         server_pid: u32,
     },
+    /// Hold idle plain WebSockets on a bare server (no Socket.IO, no pixie) in a child
+    /// process and report its memory per socket.
+    Floor {
+        /// `actix` (actix-web + actix-ws) or `tungstenite` (tokio-tungstenite).
+        #[arg(long, default_value = "actix")]
+        server: String,
+        /// tokio-tungstenite's read buffer, bytes (its default is 128 KiB).
+        #[arg(long, default_value_t = 4096)]
+        read_buffer: usize,
+        #[arg(long, default_value_t = 10_000)]
+        sockets: usize,
+        #[arg(long, default_value_t = 18_181)]
+        port: u16,
+    },
+    /// The bare server of `floor` (run by it).
+    #[command(hide = true)]
+    FloorServe {
+        #[arg(long)]
+        server: String,
+        #[arg(long)]
+        read_buffer: usize,
+        #[arg(long)]
+        port: u16,
+    },
 }
+
+// The server's allocator, so that `floor` measures what the server would hold.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -384,6 +416,17 @@ async fn main() -> anyhow::Result<()> {
         .trim_end_matches('/')
         .to_owned();
     match args.mode {
+        Mode::Floor {
+            server,
+            read_buffer,
+            sockets,
+            port,
+        } => floor::run(&server, read_buffer, sockets, port).await,
+        Mode::FloorServe {
+            server,
+            read_buffer,
+            port,
+        } => floor::serve(&server, read_buffer, port).await,
         Mode::Idle {
             sockets,
             hold,
@@ -771,5 +814,129 @@ mod realistic {
                     .push(delta.saturating_duration_since(token).as_micros() as u64);
             }
         }
+    }
+}
+
+mod floor {
+    use super::*;
+
+    pub(super) async fn run(
+        server: &str,
+        read_buffer: usize,
+        sockets: usize,
+        port: u16,
+    ) -> anyhow::Result<()> {
+        if !matches!(server, "actix" | "tungstenite") {
+            bail!("--server is actix or tungstenite, not {server}");
+        }
+        let mut child = tokio::process::Command::new(std::env::current_exe()?)
+            .args([
+                "floor-serve",
+                "--server",
+                server,
+                "--port",
+                &port.to_string(),
+            ])
+            .args(["--read-buffer", &read_buffer.to_string()])
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting the bare server")?;
+        let pid = child.id().context("the bare server exited")?;
+        let addr = format!("127.0.0.1:{port}");
+        for _ in 0..100 {
+            if TcpStream::connect(&addr).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let before = rss_kib(pid).context("reading the bare server's RSS")?;
+        let gate = Arc::new(Semaphore::new(200));
+        let pending: Vec<_> = (0..sockets)
+            .map(|_| {
+                let (url, gate) = (format!("ws://{addr}/ws"), gate.clone());
+                tokio::spawn(async move {
+                    let _permit = gate.acquire().await.ok()?;
+                    tokio_tungstenite::connect_async(url)
+                        .await
+                        .ok()
+                        .map(|(ws, _)| ws)
+                })
+            })
+            .collect();
+        let mut held = Vec::with_capacity(sockets);
+        for p in pending {
+            if let Some(ws) = p.await? {
+                held.push(ws);
+            }
+        }
+        // Let what the handshakes allocated and freed settle.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let after = rss_kib(pid).unwrap_or(before);
+        let buffer = if server == "tungstenite" {
+            format!(", read buffer {read_buffer} B")
+        } else {
+            String::new()
+        };
+        println!(
+            "bare {server}{buffer}: {} idle sockets, RSS {:.1} -> {:.1} MiB: {:.2} KiB per socket",
+            held.len(),
+            before as f64 / 1024.0,
+            after as f64 / 1024.0,
+            after.saturating_sub(before) as f64 / held.len().max(1) as f64
+        );
+        drop(held);
+        child.kill().await?;
+        Ok(())
+    }
+
+    pub(super) async fn serve(server: &str, read_buffer: usize, port: u16) -> anyhow::Result<()> {
+        match server {
+            "actix" => {
+                // actix-web runs on its own system, off this runtime, as in the server.
+                std::thread::spawn(move || {
+                    actix_web::rt::System::new().block_on(async move {
+                        let server = actix_web::HttpServer::new(|| {
+                            actix_web::App::new()
+                                .route("/ws", actix_web::web::get().to(actix_socket))
+                        })
+                        .max_connections(100_000)
+                        .backlog(4096)
+                        .bind(("127.0.0.1", port))?;
+                        server.run().await
+                    })
+                })
+                .join()
+                .map_err(|_| anyhow::anyhow!("the actix server panicked"))??;
+                Ok(())
+            }
+            "tungstenite" => {
+                let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+                let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+                    .read_buffer_size(read_buffer)
+                    .write_buffer_size(0);
+                loop {
+                    let (socket, _) = listener.accept().await?;
+                    tokio::spawn(async move {
+                        let ws = tokio_tungstenite::accept_async_with_config(socket, Some(config));
+                        if let Ok(mut ws) = ws.await {
+                            while let Some(Ok(_)) = ws.next().await {}
+                        }
+                    });
+                }
+            }
+            other => bail!("--server is actix or tungstenite, not {other}"),
+        }
+    }
+
+    async fn actix_socket(
+        request: actix_web::HttpRequest,
+        body: actix_web::web::Payload,
+    ) -> actix_web::Result<actix_web::HttpResponse> {
+        let (response, session, mut stream) = actix_ws::handle(&request, body)?;
+        actix_web::rt::spawn(async move {
+            let _session = session;
+            while let Some(Ok(_)) = stream.next().await {}
+        });
+        Ok(response)
     }
 }

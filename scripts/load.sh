@@ -139,6 +139,10 @@ SQL
 if [ "$SOCKETS" -gt 0 ]; then
   echo "== idle: $SOCKETS sockets for $HOLD s"
   "$load" --url "127.0.0.1:$PORT" idle --sockets "$SOCKETS" --hold "$HOLD" --server-pid "$server"
+  # The floor under that figure: the same count of plain WebSockets on a bare actix-web +
+  # actix-ws server, and on a bare tokio-tungstenite one with a 4 KiB read buffer.
+  "$load" floor --server actix --sockets "$SOCKETS"
+  "$load" floor --server tungstenite --read-buffer 4096 --sockets "$SOCKETS"
 fi
 # CPU time (user + system, clock ticks) of the given processes, their reaped children included.
 cpu_ticks() {
